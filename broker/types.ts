@@ -1,0 +1,89 @@
+/**
+ * What the broker needs from the rest of the daemon. The broker knows nothing of PostgreSQL:
+ * it is given an authenticator and an ingest sink.
+ */
+
+export type Transport = 'mqtt-ws' | 'mqtt-tcp' | 'http' | 'file';
+
+/** Who a verified API key belongs to. */
+export interface Identity {
+  userId: string;
+  userName: string;
+  keyId: string;
+  keyPrefix: string;
+}
+
+export interface AuthContext {
+  transport: Transport;
+  remoteAddress?: string | undefined;
+  clientId?: string | undefined;
+}
+
+export type AuthFailureReason = 'missing' | 'malformed' | 'unknown_key' | 'wrong_secret' | 'revoked' | 'expired';
+
+export type AuthOutcome = { ok: true; identity: Identity } | { ok: false; reason: AuthFailureReason };
+
+export interface Authenticator {
+  /** Verifies a presented API key. Rejects only on infrastructure failure (database down). */
+  verify(presentedKey: string | undefined, context: AuthContext): Promise<AuthOutcome>;
+}
+
+export interface IngestRequest {
+  identity: Identity;
+  transport: Transport;
+  /** MQTT topic; null for HTTP and file import. */
+  topic: string | null;
+  body: Buffer;
+  receivedAt: Date;
+  clientId?: string | undefined;
+  remoteAddress?: string | undefined;
+}
+
+/** Counts for one data type in one payload. */
+export interface TypeCounts {
+  received: number;
+  inserted: number;
+  updated: number;
+  unchanged: number;
+  rejected: number;
+}
+
+export interface ItemRejection {
+  /** Data type, e.g. "metrics", "workouts". */
+  type: string;
+  /** Position in the payload, e.g. "data.metrics[3].data[17]". */
+  path: string;
+  /** Metric name or workout name where there is one. */
+  name?: string | undefined;
+  field?: string | undefined;
+  reason: string;
+  message: string;
+}
+
+export interface ProcessingResult {
+  ingestionId: string;
+  /** Counts per data type (e.g. "quantity", "heart_rate", "workouts"). */
+  counts: Record<string, TypeCounts>;
+  rejections: ItemRejection[];
+  /** Top-level keys or data types that were kept in the raw payload but not stored in tables. */
+  notStored: Array<{ type: string; items: number; reason: string }>;
+}
+
+export type AcceptOutcome =
+  | {
+      kind: 'stored';
+      ingestionId: string;
+      /** True when these exact bytes were already stored for this user; nothing is processed again. */
+      duplicatePayload: boolean;
+      /** Settles once the samples are written (or the payload is marked failed). Never rejects. */
+      processed: Promise<ProcessingResult | { ingestionId: string; error: string }>;
+    }
+  | { kind: 'invalid_json'; message: string; position: number | null };
+
+export interface IngestSink {
+  /**
+   * Stores the raw payload durably, then resolves. The caller acknowledges only after this
+   * resolves. Rejects only on a transient failure (the caller withholds the acknowledgement).
+   */
+  accept(request: IngestRequest): Promise<AcceptOutcome>;
+}

@@ -1,0 +1,77 @@
+import { z } from 'zod';
+
+// Environment variables arrive as strings; these helpers turn them into typed values with
+// messages a person can act on.
+const port = (name: string) =>
+  z.coerce.number({ error: `${name} must be a port number` }).int().min(0).max(65535);
+const positiveInt = (name: string) =>
+  z.coerce.number({ error: `${name} must be a whole number` }).int().positive();
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'], { error: 'must be true or false' })
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+const MIB = 1024 * 1024;
+
+/**
+ * Every setting, by the environment variable that sets it. The config file (CONFIG_FILE) uses
+ * the same names; the environment wins over the file.
+ */
+export const settingsSchema = z
+  .object({
+    DATABASE_URL: z.url({ error: 'DATABASE_URL must be a postgres:// URL' }).optional(),
+    DATA_DIR: z.string().min(1).default('./data'),
+    EMBEDDED_PG_PORT: port('EMBEDDED_PG_PORT').default(54329),
+    PG_POOL_MAX: positiveInt('PG_POOL_MAX').max(100).default(8),
+
+    HTTP_HOST: z.string().min(1).default('0.0.0.0'),
+    HTTP_PORT: port('HTTP_PORT').default(8080),
+    HTTP_MAX_BODY_BYTES: positiveInt('HTTP_MAX_BODY_BYTES').default(128 * MIB),
+    HTTP_REQUEST_TIMEOUT_MS: positiveInt('HTTP_REQUEST_TIMEOUT_MS').default(90_000),
+
+    MQTT_WS_PATH: z.string().startsWith('/', { error: 'MQTT_WS_PATH must start with /' }).default('/mqtt'),
+    MQTT_TCP_HOST: z.string().min(1).default('0.0.0.0'),
+    MQTT_TCP_PORT: port('MQTT_TCP_PORT').default(1884),
+    MQTT_MAX_PACKET_BYTES: positiveInt('MQTT_MAX_PACKET_BYTES').max(268_435_455).default(128 * MIB),
+    MQTT_INGEST_TOPIC_FILTER: z.string().min(1).default('health/#'),
+
+    AUTH_CACHE_TTL_MS: positiveInt('AUTH_CACHE_TTL_MS').default(10 * 60_000),
+    AUTH_CACHE_REFRESH_MS: positiveInt('AUTH_CACHE_REFRESH_MS').max(60_000).default(2_000),
+
+    INGEST_CHUNK_ROWS: positiveInt('INGEST_CHUNK_ROWS').max(1_000_000).default(20_000),
+    INGEST_RAW_BATCH_BYTES: positiveInt('INGEST_RAW_BATCH_BYTES').default(64 * MIB),
+    PARTITION_MONTHS_AHEAD: positiveInt('PARTITION_MONTHS_AHEAD').max(36).default(3),
+
+    SHUTDOWN_TIMEOUT_MS: positiveInt('SHUTDOWN_TIMEOUT_MS').default(30_000),
+    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    PUBLIC_HOST: z.string().min(1).optional(),
+    BOOTSTRAP_USER: z.string().min(1).max(100).default('me'),
+    BOOTSTRAP_KEY: bool.default(true),
+  })
+  .transform((s) => ({
+    database: { url: s.DATABASE_URL, poolMax: s.PG_POOL_MAX },
+    dataDir: s.DATA_DIR,
+    embeddedPostgres: { port: s.EMBEDDED_PG_PORT },
+    http: {
+      host: s.HTTP_HOST,
+      port: s.HTTP_PORT,
+      maxBodyBytes: s.HTTP_MAX_BODY_BYTES,
+      requestTimeoutMs: s.HTTP_REQUEST_TIMEOUT_MS,
+    },
+    mqtt: {
+      wsPath: s.MQTT_WS_PATH,
+      tcpHost: s.MQTT_TCP_HOST,
+      tcpPort: s.MQTT_TCP_PORT,
+      maxPacketBytes: s.MQTT_MAX_PACKET_BYTES,
+      ingestTopicFilter: s.MQTT_INGEST_TOPIC_FILTER,
+    },
+    auth: { cacheTtlMs: s.AUTH_CACHE_TTL_MS, cacheRefreshMs: s.AUTH_CACHE_REFRESH_MS },
+    ingest: { chunkRows: s.INGEST_CHUNK_ROWS, rawBatchBytes: s.INGEST_RAW_BATCH_BYTES },
+    partitions: { monthsAhead: s.PARTITION_MONTHS_AHEAD },
+    shutdownTimeoutMs: s.SHUTDOWN_TIMEOUT_MS,
+    log: { level: s.LOG_LEVEL },
+    publicHost: s.PUBLIC_HOST,
+    bootstrap: { user: s.BOOTSTRAP_USER, enabled: s.BOOTSTRAP_KEY },
+  }));
+
+export type Config = z.output<typeof settingsSchema>;
+export type SettingName = keyof z.input<typeof settingsSchema>;

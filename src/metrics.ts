@@ -1,0 +1,117 @@
+import client from 'prom-client';
+
+/**
+ * Every metric the daemon exports, built once and handed to the components that update it.
+ * A registry per instance keeps tests that build several daemons in one process apart.
+ */
+export class Metrics {
+  readonly registry = new client.Registry();
+
+  readonly payloads = new client.Counter({
+    name: 'self_sensored_ingest_payloads_total',
+    help: 'Payloads received, by transport and outcome (stored, duplicate, invalid_json, topic_refused, failed)',
+    labelNames: ['transport', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
+  readonly payloadBytes = new client.Counter({
+    name: 'self_sensored_ingest_payload_bytes_total',
+    help: 'Bytes of payloads received, by transport',
+    labelNames: ['transport'] as const,
+    registers: [this.registry],
+  });
+
+  readonly samples = new client.Counter({
+    name: 'self_sensored_ingest_samples_total',
+    help: 'Samples written, by transport, data type and result (inserted, updated, unchanged)',
+    labelNames: ['transport', 'type', 'result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly rejections = new client.Counter({
+    name: 'self_sensored_ingest_rejections_total',
+    help: 'Items rejected inside payloads, by data type and reason',
+    labelNames: ['transport', 'type', 'reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly ingestDuration = new client.Histogram({
+    name: 'self_sensored_ingest_duration_seconds',
+    help: 'Time to store a raw payload (stage=accept) and to write its samples (stage=process)',
+    labelNames: ['transport', 'stage'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+    registers: [this.registry],
+  });
+
+  readonly processingQueue = new client.Gauge({
+    name: 'self_sensored_ingest_processing_queue',
+    help: 'Stored payloads waiting to be turned into samples',
+    registers: [this.registry],
+  });
+
+  readonly processingFailures = new client.Counter({
+    name: 'self_sensored_ingest_processing_failures_total',
+    help: 'Payloads whose processing failed (they stay in raw_ingestions with their error)',
+    registers: [this.registry],
+  });
+
+  readonly mqttConnections = new client.Gauge({
+    name: 'self_sensored_mqtt_connections',
+    help: 'Open MQTT connections, by transport',
+    labelNames: ['transport'] as const,
+    registers: [this.registry],
+  });
+
+  readonly authAttempts = new client.Counter({
+    name: 'self_sensored_auth_attempts_total',
+    help: 'API key checks, by transport and outcome (ok or the failure reason)',
+    labelNames: ['transport', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
+  readonly dbPool = new client.Gauge({
+    name: 'self_sensored_db_pool_connections',
+    help: 'Database pool connections, by state (total, idle, waiting)',
+    labelNames: ['state'] as const,
+    registers: [this.registry],
+  });
+
+  readonly dbErrors = new client.Counter({
+    name: 'self_sensored_db_errors_total',
+    help: 'Database errors seen by the ingest path, by kind (transient, permanent)',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+
+  readonly httpRequests = new client.Counter({
+    name: 'self_sensored_http_requests_total',
+    help: 'HTTP requests answered, by route and status code',
+    labelNames: ['route', 'status'] as const,
+    registers: [this.registry],
+  });
+
+  readonly httpDuration = new client.Histogram({
+    name: 'self_sensored_http_request_duration_seconds',
+    help: 'HTTP request duration, by route',
+    labelNames: ['route'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 90],
+    registers: [this.registry],
+  });
+
+  readonly mqttRefused = new client.Counter({
+    name: 'self_sensored_mqtt_refused_total',
+    help: 'MQTT connections or packets refused, by transport and reason (packet_too_large, topic, subscribe)',
+    labelNames: ['transport', 'reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly ready = new client.Gauge({
+    name: 'self_sensored_ready',
+    help: '1 when the database and the broker are ready, else 0',
+    registers: [this.registry],
+  });
+
+  constructor() {
+    client.collectDefaultMetrics({ register: this.registry, prefix: 'self_sensored_' });
+  }
+}

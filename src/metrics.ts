@@ -69,12 +69,26 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  #poolSource: (() => { total: number; idle: number; waiting: number }) | null = null;
+
   readonly dbPool = new client.Gauge({
     name: 'self_sensored_db_pool_connections',
     help: 'Database pool connections, by state (total, idle, waiting)',
     labelNames: ['state'] as const,
     registers: [this.registry],
+    // Sampled on scrape rather than tracked on every checkout.
+    collect: () => {
+      const counts = this.#poolSource?.();
+      if (!counts) return;
+      this.dbPool.set({ state: 'total' }, counts.total);
+      this.dbPool.set({ state: 'idle' }, counts.idle);
+      this.dbPool.set({ state: 'waiting' }, counts.waiting);
+    },
   });
+
+  observePool(source: () => { total: number; idle: number; waiting: number }): void {
+    this.#poolSource = source;
+  }
 
   readonly dbErrors = new client.Counter({
     name: 'self_sensored_db_errors_total',

@@ -60,6 +60,7 @@ export const settingsSchema = z
     mqtt: {
       wsPath: s.MQTT_WS_PATH,
       tcpHost: s.MQTT_TCP_HOST,
+      tcpEnabled: s.MQTT_TCP_PORT !== 0,
       tcpPort: s.MQTT_TCP_PORT,
       maxPacketBytes: s.MQTT_MAX_PACKET_BYTES,
       ingestTopicFilter: s.MQTT_INGEST_TOPIC_FILTER,

@@ -1,0 +1,193 @@
+import type { AedesOptions, AuthenticateError, Client } from 'aedes';
+import type { Logger } from '../src/log.js';
+import type { Metrics } from '../src/metrics.js';
+import type { AuthFailureReason, Authenticator, Identity, IngestSink, Transport } from './types.js';
+import type { InflightTracker } from './inflight.js';
+import type { TopicMatcher } from './topic-filter.js';
+
+/**
+ * The Aedes hooks: authentication, and the ingest path that holds each PUBACK until the sink
+ * has stored the payload durably. Kept apart from the broker's lifecycle so they can be
+ * exercised without sockets.
+ */
+
+export interface ConnectionInfo {
+  transport: Transport;
+  remoteAddress: string | undefined;
+}
+
+/** What we learnt about a client at CONNECT. */
+export interface Session {
+  identity: Identity;
+  /** MQTT user name as sent (free text), for logs only. */
+  userName: string | undefined;
+}
+
+export interface HookContext {
+  logger: Logger;
+  metrics: Metrics;
+  authenticator: Authenticator;
+  sink: IngestSink;
+  matchesIngestTopic: TopicMatcher;
+  inflight: InflightTracker;
+  connectionInfo(client: Client): ConnectionInfo;
+  /** True once shutdown has begun: new publishes are then refused without an ack. */
+  isDraining(): boolean;
+}
+
+type Hook<K extends keyof AedesOptions> = NonNullable<AedesOptions[K]>;
+
+export interface BrokerHooks {
+  preConnect: Hook<'preConnect'>;
+  authenticate: Hook<'authenticate'>;
+  authorizePublish: Hook<'authorizePublish'>;
+  authorizeSubscribe: Hook<'authorizeSubscribe'>;
+  authorizeForward: Hook<'authorizeForward'>;
+  sessionOf(client: Client): Session | undefined;
+}
+
+/** CONNACK return codes of MQTT 3.1.1 that we send. */
+type ConnackRefusal = 3 | 4 | 5;
+
+const MAX_LOGGED_USERNAME = 64;
+
+export function connackCodeFor(reason: AuthFailureReason): ConnackRefusal {
+  switch (reason) {
+    case 'missing':
+    case 'malformed':
+    case 'unknown_key':
+    case 'wrong_secret':
+      return 4; // bad user name or password
+    case 'revoked':
+    case 'expired':
+      return 5; // not authorized: the key exists but may not be used
+  }
+}
+
+function authError(message: string, returnCode: ConnackRefusal): AuthenticateError {
+  return Object.assign(new Error(message), { returnCode });
+}
+
+/** The user name is free text; never log it when it might be the key itself. */
+function loggableUserName(userName: string | undefined, password: string | undefined): string | undefined {
+  if (userName === undefined) return undefined;
+  if (password !== undefined && userName === password) return '[same as password]';
+  return userName.length > MAX_LOGGED_USERNAME ? `${userName.slice(0, MAX_LOGGED_USERNAME)}…` : userName;
+}
+
+export function createBrokerHooks(ctx: HookContext): BrokerHooks {
+  const sessions = new WeakMap<Client, Session>();
+  const log = ctx.logger;
+
+  const preConnect: Hook<'preConnect'> = (client, packet, done) => {
+    // A Last Will would later be published on the client's behalf through authorizePublish and
+    // be stored as if the phone had sent it; nobody can subscribe here, so wills have no use.
+    if (packet.will) {
+      log.info({ clientId: packet.clientId, transport: ctx.connectionInfo(client).transport }, 'mqtt: ignoring Last Will');
+      delete packet.will;
+    }
+    done(null, true);
+  };
+
+  const authenticate: Hook<'authenticate'> = (client, username, password, done) => {
+    const { transport, remoteAddress } = ctx.connectionInfo(client);
+    const clientId = client.id;
+    const presented = password?.toString('utf8');
+    const refuse = (reason: string, code: ConnackRefusal): void => {
+      log.warn({ reason, transport, clientId, remoteAddress, returnCode: code }, 'mqtt: connection refused');
+      done(authError(`connection refused: ${reason}`, code), false);
+    };
+    ctx.authenticator.verify(presented, { transport, remoteAddress, clientId }).then(
+      (outcome) => {
+        if (!outcome.ok) return refuse(outcome.reason, connackCodeFor(outcome.reason));
+        sessions.set(client, { identity: outcome.identity, userName: loggableUserName(username, presented) });
+        done(null, true);
+      },
+      (err: unknown) => {
+        log.warn({ err: errorSummary(err), transport, clientId, remoteAddress }, 'mqtt: authenticator failed');
+        refuse('authenticator_unavailable', 3);
+      },
+    );
+  };
+
+  const authorizePublish: Hook<'authorizePublish'> = (client, packet, done) => {
+    if (client === null) return done(null); // broker-internal ($SYS heartbeats)
+    const { transport, remoteAddress } = ctx.connectionInfo(client);
+    const clientId = client.id;
+    const topic = packet.topic;
+
+    if (topic.startsWith('$')) {
+      refuseTopic(ctx, { transport, remoteAddress, clientId, topic });
+      return done(new Error('topics starting with $ are reserved')); // Aedes' default guard, kept
+    }
+    if (!ctx.matchesIngestTopic(topic)) {
+      // Ack without storing: in MQTT 3.1.1 an error only disconnects, and the client would then
+      // re-send the same message forever.
+      refuseTopic(ctx, { transport, remoteAddress, clientId, topic });
+      ctx.metrics.payloads.inc({ transport, outcome: 'topic_refused' });
+      return done(null);
+    }
+    // Never keep retained copies of health data in broker memory.
+    packet.retain = false;
+
+    const session = sessions.get(client);
+    if (!session) return done(new Error('publish from a client that is not authenticated'));
+    if (ctx.isDraining()) return done(new Error('server is shutting down')); // no ack: re-sent later
+
+    const body = typeof packet.payload === 'string' ? Buffer.from(packet.payload, 'utf8') : packet.payload;
+    const receivedAt = new Date();
+    const work = Promise.resolve()
+      .then(() =>
+        ctx.sink.accept({ identity: session.identity, transport, topic, body, receivedAt, clientId, remoteAddress }),
+      )
+      .then(
+        (outcome) => {
+          log.debug({ clientId, transport, topic, bytes: body.length, outcome: outcome.kind }, 'mqtt: payload accepted');
+          done(null); // the PUBACK leaves now, after the raw payload is committed
+        },
+        (err: unknown) => {
+          log.warn(
+            { err: errorSummary(err), clientId, transport, remoteAddress, topic, bytes: body.length },
+            'mqtt: payload not stored; withholding the ack so the client re-sends',
+          );
+          done(err instanceof Error ? err : new Error(String(err)));
+        },
+      )
+      .catch((err: unknown) => log.error({ err: errorSummary(err), clientId }, 'mqtt: publish callback failed'));
+    ctx.inflight.track(work);
+  };
+
+  const authorizeSubscribe: Hook<'authorizeSubscribe'> = (client, subscription, done) => {
+    const { transport, remoteAddress } = ctx.connectionInfo(client);
+    log.info({ clientId: client.id, transport, remoteAddress, topic: subscription.topic }, 'mqtt: subscription refused');
+    ctx.metrics.mqttRefused.inc({ transport, reason: 'subscribe' });
+    done(null, null); // null negates: SUBACK 0x80
+  };
+
+  // Ingest-only: nothing published by one connection is ever delivered to another.
+  const authorizeForward: Hook<'authorizeForward'> = () => null;
+
+  return {
+    preConnect,
+    authenticate,
+    authorizePublish,
+    authorizeSubscribe,
+    authorizeForward,
+    sessionOf: (client) => sessions.get(client),
+  };
+}
+
+function refuseTopic(
+  ctx: HookContext,
+  fields: { transport: Transport; remoteAddress: string | undefined; clientId: string; topic: string },
+): void {
+  ctx.logger.warn(fields, 'mqtt: publish to a topic outside the ingest filter; not stored');
+  ctx.metrics.mqttRefused.inc({ transport: fields.transport, reason: 'topic' });
+}
+
+/** One-line error description for logs: no stack, no payload. */
+export function errorSummary(err: unknown): { message: string; code?: string } {
+  if (!(err instanceof Error)) return { message: String(err) };
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' ? { message: err.message, code } : { message: err.message };
+}

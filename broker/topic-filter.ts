@@ -1,0 +1,41 @@
+/**
+ * MQTT 3.1.1 topic filter matching (section 4.7). Written here rather than borrowed from
+ * Aedes' internals (qlobber) because we need one filter checked per PUBLISH, not a trie.
+ */
+
+export type TopicMatcher = (topic: string) => boolean;
+
+/** True when `filter` is a syntactically valid MQTT topic filter. */
+export function isValidTopicFilter(filter: string): boolean {
+  if (filter.length === 0 || filter.includes('\u0000')) return false;
+  const levels = filter.split('/');
+  return levels.every((level, i) => {
+    if (level === '#') return i === levels.length - 1; // '#' only as the whole last level
+    if (level === '+') return true;
+    return !level.includes('#') && !level.includes('+'); // wildcards must fill a whole level
+  });
+}
+
+/** Does a concrete topic name match the filter? Assumes a valid filter. */
+export function topicMatchesFilter(filter: string, topic: string): boolean {
+  // [MQTT-4.7.2-1]: '$' topics are not matched by filters starting with a wildcard.
+  if (topic.startsWith('$') && (filter.startsWith('+') || filter.startsWith('#'))) return false;
+  const f = filter.split('/');
+  const t = topic.split('/');
+  for (let i = 0; i < f.length; i++) {
+    const level = f[i];
+    // '#' also matches the parent level: 'health/#' matches 'health'.
+    if (level === '#') return true;
+    if (i >= t.length) return false;
+    if (level !== '+' && level !== t[i]) return false;
+  }
+  return f.length === t.length;
+}
+
+/** Validates once, then returns a matcher bound to the filter. */
+export function compileTopicFilter(filter: string): TopicMatcher {
+  if (!isValidTopicFilter(filter)) {
+    throw new Error(`Invalid MQTT topic filter: ${JSON.stringify(filter)}`);
+  }
+  return (topic) => topicMatchesFilter(filter, topic);
+}

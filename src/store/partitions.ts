@@ -1,0 +1,59 @@
+import type pg from 'pg';
+import type { Logger } from '../log.js';
+
+export const partitionedTables = [
+  'quantity_samples',
+  'heart_rate_samples',
+  'blood_pressure_samples',
+  'sleep_sessions',
+  'workouts',
+] as const;
+export type PartitionedTable = (typeof partitionedTables)[number];
+
+/** First day of the UTC month holding epochMs, as YYYY-MM-01. */
+export function monthOf(epochMs: number): string {
+  const d = new Date(epochMs);
+  return `${d.getUTCFullYear()}-${String(d.getUTCMonth() + 1).padStart(2, '0')}-01`;
+}
+
+/**
+ * Keeps monthly partitions in place: ahead of time (the next N months) and on demand for every
+ * month a payload touches (exports often reach years back). Partitions are created in their own
+ * short transactions, outside the sample write: creating one locks the parent table.
+ */
+export class PartitionManager {
+  readonly #pool: pg.Pool;
+  readonly #logger: Logger;
+  readonly #known = new Set<string>();
+
+  constructor(pool: pg.Pool, logger: Logger) {
+    this.#pool = pool;
+    this.#logger = logger;
+  }
+
+  async ensureMonths(table: PartitionedTable, months: Iterable<string>): Promise<void> {
+    for (const month of months) {
+      const key = `${table}:${month}`;
+      if (this.#known.has(key)) continue;
+      const { rows } = await this.#pool.query<{ name: string }>('SELECT ss_ensure_month_partition($1::regclass, $2::date) AS name', [
+        table,
+        month,
+      ]);
+      this.#known.add(key);
+      this.#logger.debug({ table, partition: rows[0]?.name }, 'partition ready');
+    }
+  }
+
+  async ensureAhead(monthsAhead: number, now = new Date()): Promise<void> {
+    const months: string[] = [];
+    for (let i = 0; i <= monthsAhead; i++) {
+      months.push(monthOf(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + i, 1)));
+    }
+    for (const table of partitionedTables) await this.ensureMonths(table, months);
+  }
+
+  /** Forget what is known, e.g. after the database was restored from a backup. */
+  reset(): void {
+    this.#known.clear();
+  }
+}

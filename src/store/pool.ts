@@ -1,0 +1,91 @@
+import pg from 'pg';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import type { Component } from '../lifecycle.js';
+
+export interface DatabaseOptions {
+  connectionString: string;
+  poolMax: number;
+  applicationName?: string;
+}
+
+/** The shared pg pool. Idle-client errors (server restart) are logged instead of crashing. */
+export class Database implements Component {
+  #pool: pg.Pool | null = null;
+  readonly #options: DatabaseOptions;
+  readonly #logger: Logger;
+  readonly #metrics: Metrics | undefined;
+  #lastCheck: { at: number; ok: boolean; detail?: string } = { at: 0, ok: false };
+
+  constructor(options: DatabaseOptions, logger: Logger, metrics?: Metrics) {
+    this.#options = options;
+    this.#logger = logger;
+    this.#metrics = metrics;
+  }
+
+  get pool(): pg.Pool {
+    if (!this.#pool) throw new Error('Database used before start()');
+    return this.#pool;
+  }
+
+  async start(): Promise<void> {
+    if (this.#pool) return;
+    const pool = new pg.Pool({
+      connectionString: this.#options.connectionString,
+      max: this.#options.poolMax,
+      application_name: this.#options.applicationName ?? 'self-sensored',
+      connectionTimeoutMillis: 5_000,
+      idleTimeoutMillis: 30_000,
+    });
+    pool.on('error', (err) => this.#logger.warn({ err: err.message }, 'idle database connection failed'));
+    this.#pool = pool;
+    this.#metrics?.observePool(() => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }));
+    const client = await pool.connect();
+    client.release();
+  }
+
+  /** Whether the database answers; cached briefly so probes cannot flood it. */
+  async check(maxAgeMs = 1_000): Promise<{ ok: boolean; detail?: string }> {
+    if (!this.#pool) return { ok: false, detail: 'not started' };
+    if (Date.now() - this.#lastCheck.at < maxAgeMs) return this.#lastCheck;
+    let result: { ok: boolean; detail?: string };
+    try {
+      await withTimeout(this.#pool.query('SELECT 1'), 2_000);
+      result = { ok: true };
+    } catch (err) {
+      result = { ok: false, detail: err instanceof Error ? err.message : String(err) };
+    }
+    this.#lastCheck = { at: Date.now(), ...result };
+    return result;
+  }
+
+  async stop(): Promise<void> {
+    const pool = this.#pool;
+    this.#pool = null;
+    if (pool) await pool.end();
+  }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Runs `fn` inside BEGIN/COMMIT on one client, rolling back on error. */
+export async function inTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const result = await fn(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}

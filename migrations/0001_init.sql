@@ -1,6 +1,8 @@
 -- self-sensored initial schema.
 -- Sample tables are partitioned by month (UTC) on their time column; partitions are created by
 -- ss_ensure_month_partition() ahead of time and for every month a payload touches.
+-- `revision` counts how often the app revised a row's values (1 = as first stored); it also tells
+-- an insert from an update in RETURNING, where partitioned tables cannot show xmax.
 -- Every sample row carries the ingestion_id of the raw payload it came from (no foreign key:
 -- checking one per sample row would halve bulk insert speed, and raw payloads are never deleted
 -- while their samples exist).
@@ -67,6 +69,7 @@ CREATE TABLE quantity_samples (
   units               text NOT NULL,
   extra               jsonb,
   ingestion_id        bigint NOT NULL,
+  revision            integer NOT NULL DEFAULT 1,
   PRIMARY KEY (user_id, metric, start_time, source)
 ) PARTITION BY RANGE (start_time);
 CREATE INDEX quantity_samples_start_time ON quantity_samples USING brin (start_time);
@@ -82,6 +85,7 @@ CREATE TABLE heart_rate_samples (
   max_bpm             double precision,
   units               text NOT NULL,
   ingestion_id        bigint NOT NULL,
+  revision            integer NOT NULL DEFAULT 1,
   PRIMARY KEY (user_id, start_time, source)
 ) PARTITION BY RANGE (start_time);
 CREATE INDEX heart_rate_samples_start_time ON heart_rate_samples USING brin (start_time);
@@ -96,6 +100,7 @@ CREATE TABLE blood_pressure_samples (
   diastolic           double precision NOT NULL,
   units               text NOT NULL,
   ingestion_id        bigint NOT NULL,
+  revision            integer NOT NULL DEFAULT 1,
   PRIMARY KEY (user_id, start_time, source)
 ) PARTITION BY RANGE (start_time);
 CREATE INDEX blood_pressure_samples_start_time ON blood_pressure_samples USING brin (start_time);
@@ -124,6 +129,7 @@ CREATE TABLE sleep_sessions (
   efficiency          double precision,
   units               text NOT NULL,
   ingestion_id        bigint NOT NULL,
+  revision            integer NOT NULL DEFAULT 1,
   PRIMARY KEY (user_id, start_time, source)
 ) PARTITION BY RANGE (start_time);
 CREATE INDEX sleep_sessions_start_time ON sleep_sessions USING brin (start_time);
@@ -153,6 +159,7 @@ CREATE TABLE workouts (
   summaries             jsonb NOT NULL DEFAULT '{}',
   metadata              jsonb,
   ingestion_id          bigint NOT NULL,
+  revision              integer NOT NULL DEFAULT 1,
   PRIMARY KEY (user_id, workout_id, start_time)
 ) PARTITION BY RANGE (start_time);
 CREATE INDEX workouts_start_time ON workouts USING brin (start_time);

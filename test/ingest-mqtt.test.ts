@@ -74,7 +74,7 @@ describe('MQTT ingest against PostgreSQL', () => {
       const client = await connect(url, key);
       await client.publishAsync('health/bob/steps', tinyPayload(qty, '2025-04-02'), { qos });
       await client.endAsync();
-      await waitFor(async () => (await count(t.sql, 'quantity_samples', `user_id = $1 AND qty = $2`, [userId, qty])) === 1, 10_000, `${transport} qos ${qos}`);
+      await waitFor(async () => (await count(t.sql, 'quantity_samples', `user_id = $1 AND metric = 'step_count' AND qty = $2`, [userId, qty])) === 1, 10_000, `${transport} qos ${qos}`);
       assert.equal(await count(t.sql, 'raw_ingestions', `user_id = $1 AND transport = $2 AND convert_from(payload, 'UTF8') LIKE $3`, [userId, transport, `%"qty":${qty},%`]), 1);
     }
   });

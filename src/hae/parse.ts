@@ -54,11 +54,13 @@ export function parseHaePayload(input: unknown, options?: { now?: Date }): Parse
     ctx.reject('payload', '$', undefined, new Problem(undefined, 'not_an_export', message));
     return ctx.result;
   }
-  for (const key of Object.keys(envelope.data)) {
+  // The input itself is walked, not zod's copy: the copy loses an own key named `__proto__`.
+  const body = input as Record<string, unknown>;
+  for (const key of Object.keys(body)) {
     // Keys beside `data` are not HAE's; they are reported so nothing is dropped silently.
-    if (key !== 'data') ctx.notStored(key, itemCount(envelope.data[key]), 'unknown_key');
+    if (key !== 'data') ctx.notStored(key, itemCount(body[key]), 'unknown_key');
   }
-  const data = envelope.data.data;
+  const data = body['data'] as Record<string, unknown>;
   for (const key of Object.keys(data)) parseDataKey(key, data[key], ctx);
   return ctx.result;
 }

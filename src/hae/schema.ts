@@ -4,7 +4,7 @@ import { z } from 'zod';
  * External shapes of a Health Auto Export body (§1 of the format note). Every schema is a loose
  * object: the app adds keys over time and unknown keys must never fail a point.
  *
- * Dates are `z.unknown()` here on purpose: dates.ts decides what a timestamp is, so that a bad
+ * Dates are `dateField` (unknown) here on purpose: dates.ts decides what a timestamp is, so that a bad
  * date is reported as `invalid_date` / `date_out_of_range` rather than as a shape error.
  *
  * Zod runs per point (safeParse, so one bad point never rejects its neighbours). Measured on
@@ -15,6 +15,11 @@ import { z } from 'zod';
  */
 
 const optionalNumber = z.number().nullish();
+/**
+ * A date, checked by dates.ts, never by zod. Optional to zod (zod 4 treats a bare z.unknown()
+ * key as required) so that a missing date is `invalid_date`, like any unusable date.
+ */
+const dateField = z.unknown().optional();
 /** Q1/Q2: `source` is often missing, sometimes "" or null. */
 const optionalSource = z.string().nullish();
 
@@ -37,7 +42,7 @@ export type MetricObject = z.infer<typeof metricObjectSchema>;
 
 /** The common point `{date, qty, source?}` plus any other scalar fields (mealTime, reason, value, …). */
 export const quantityPointSchema = z.looseObject({
-  date: z.unknown(),
+  date: dateField,
   qty: z.number(),
   source: optionalSource,
   units: z.string().nullish(),
@@ -46,7 +51,7 @@ export type QuantityPoint = z.infer<typeof quantityPointSchema>;
 
 /** `heart_rate`: capitalised Min/Avg/Max; `qty` accepted as an instantaneous sample. */
 export const heartRatePointSchema = z.looseObject({
-  date: z.unknown(),
+  date: dateField,
   Min: optionalNumber,
   Avg: optionalNumber,
   Max: optionalNumber,
@@ -57,7 +62,7 @@ export const heartRatePointSchema = z.looseObject({
 export type HeartRatePoint = z.infer<typeof heartRatePointSchema>;
 
 export const bloodPressurePointSchema = z.looseObject({
-  date: z.unknown(),
+  date: dateField,
   systolic: z.number(),
   diastolic: z.number(),
   source: optionalSource,
@@ -71,11 +76,11 @@ export type BloodPressurePoint = z.infer<typeof bloodPressurePointSchema>;
  * (absent from the 2025 capture), so every amount is optional.
  */
 export const sleepAggregatedSchema = z.looseObject({
-  date: z.unknown(),
-  sleepStart: z.unknown(),
-  sleepEnd: z.unknown(),
-  inBedStart: z.unknown(),
-  inBedEnd: z.unknown(),
+  date: dateField,
+  sleepStart: dateField,
+  sleepEnd: dateField,
+  inBedStart: dateField,
+  inBedEnd: dateField,
   totalSleep: optionalNumber,
   asleep: optionalNumber,
   core: optionalNumber,
@@ -108,8 +113,8 @@ export type QtyWithUnitsInput = z.infer<typeof qtyWithUnitsSchema>;
 export const workoutV2Schema = z.looseObject({
   id: z.string().min(1),
   name: z.string(),
-  start: z.unknown(),
-  end: z.unknown(),
+  start: dateField,
+  end: dateField,
   duration: optionalNumber,
   location: z.string().nullish(),
   isIndoor: z.boolean().nullish(),

@@ -65,12 +65,13 @@ export function isPlainObject(value: unknown): value is Record<string, unknown> 
 }
 
 function dateProblem(value: unknown, field: string): Problem {
-  return new Problem(field, 'invalid_date', `${field} is ${describeValue(value)}, which is not a Health Auto Export date`);
+  if (value === undefined || value === null) return new Problem(field, 'invalid_date', `${field} is missing`);
+  return new Problem(field, 'invalid_date', `${field} is ${describeValue(value)}, which is not a date in a format Health Auto Export uses`);
 }
 
 function checkBounds(instant: Instant, value: unknown, field: string, bounds: DateBounds): Instant | Problem {
   if (instant.epochMs < bounds.minEpochMs || instant.epochMs > bounds.maxEpochMs) {
-    return new Problem(field, 'date_out_of_range', `${field} ${describeValue(value)} is before 1970 or more than 2 days in the future`);
+    return new Problem(field, 'date_out_of_range', `${field} is ${describeValue(value)}, which is before 1970 or more than 2 days in the future`);
   }
   return instant;
 }
@@ -114,7 +115,9 @@ export function problemFromZod(error: ZodError, item: unknown, what: string, fie
   if (field === undefined) {
     return new Problem(undefined, 'invalid_shape', `The ${what} must be an object but is ${describeValue(value)}`);
   }
-  if (value === undefined || value === null || value === '') {
+  // '' is "missing" for a string that must not be empty (a workout id), but a string where a
+  // number belongs is not_a_number.
+  if (value === undefined || value === null || (value === '' && issue.code !== 'invalid_type')) {
     return new Problem(field, 'missing_value', `The ${what} has no ${field}`);
   }
   const expected = issue.code === 'invalid_type' ? (expectedNames[issue.expected] ?? issue.expected) : undefined;

@@ -16,6 +16,7 @@ export interface IngestRouteDeps {
 
 /** Fields of the one log line written per ingest request. Never holds the key or raw headers. */
 interface IngestLog {
+  remoteAddress?: string | undefined;
   user?: string;
   keyId?: string;
   ingestionId?: string;
@@ -49,6 +50,7 @@ export async function handleIngest(deps: IngestRouteDeps, req: IncomingMessage, 
 
 async function ingest(deps: IngestRouteDeps, req: IncomingMessage, res: ServerResponse, log: IngestLog): Promise<void> {
   const remoteAddress = req.socket.remoteAddress;
+  log.remoteAddress = remoteAddress;
   // Credentials first: an anonymous client must not be able to make the server read tens of MB.
   const identity = await authenticate(deps.authenticator, req, remoteAddress, log);
   log.user = identity.userName;

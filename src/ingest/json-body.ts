@@ -1,3 +1,5 @@
+import { jsonErrorPosition } from './json-error-position.js';
+
 export type JsonParseOutcome = { ok: true; value: unknown } | { ok: false; message: string; position: number | null };
 
 /** JSON.parse with the error position pulled out of V8's message, for a useful 400 answer. */
@@ -9,8 +11,6 @@ export function parseJsonBody(body: Buffer): JsonParseOutcome {
     return { ok: true, value: JSON.parse(text) };
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
-    const match = /at position (\d+)/.exec(message);
-    const position = match ? Number(match[1]) : /Unexpected end of JSON input/.test(message) ? text.length : null;
-    return { ok: false, message, position };
+    return { ok: false, message, position: jsonErrorPosition(text) };
   }
 }

@@ -47,9 +47,9 @@ function upsertSql<R>(table: SampleTable<R>): string {
       INSERT INTO ${table.table} AS t (user_id, ingestion_id, ${names.join(', ')})
       SELECT $1::bigint, $2::bigint, u.* FROM unnest(${unnestArgs}) AS u(${names.join(', ')})
       ON CONFLICT (${table.conflict.join(', ')}) DO UPDATE
-        SET ${[...valueColumns, 'ingestion_id'].map((n) => `${n} = excluded.${n}`).join(', ')}
+        SET ${[...valueColumns, 'ingestion_id'].map((n) => `${n} = excluded.${n}`).join(', ')}, revision = t.revision + 1
         WHERE (${valueColumns.map((n) => `t.${n}`).join(', ')}) IS DISTINCT FROM (${valueColumns.map((n) => `excluded.${n}`).join(', ')})
-      RETURNING (xmax = 0) AS inserted
+      RETURNING t.revision = 1 AS inserted
     )
     SELECT count(*) FILTER (WHERE inserted) AS inserted, count(*) FILTER (WHERE NOT inserted) AS updated FROM written`;
   sqlCache.set(table, sql);

@@ -118,7 +118,7 @@ export class App {
 
     this.#broker = new MqttBroker({
       options: { ...config.mqtt },
-      logger: log.child({ component: 'mqtt' }),
+      logger: log,
       metrics: this.metrics,
       authenticator: this.#authenticator,
       sink: this.#ingest,

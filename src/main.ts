@@ -78,12 +78,15 @@ async function keysCommand(
   arg: string | undefined,
   values: { user?: string | undefined; label?: string | undefined; json: boolean },
 ): Promise<number> {
+  // Usage errors are reported before the database is started for nothing.
+  if (sub !== 'create' && sub !== 'list' && sub !== 'revoke') throw new AppError('SS_USAGE', 'usage: self-sensored keys create|list|revoke');
+  if (sub === 'create' && !values.user) throw new AppError('SS_USAGE', 'keys create needs --user NAME');
+  if (sub === 'revoke' && !arg) throw new AppError('SS_USAGE', 'keys revoke needs the key ID (or its prefix)');
   return withDatabase(config, async (db) => {
     const keys = new KeyStore(db.pool);
     switch (sub) {
       case 'create': {
-        if (!values.user) throw new AppError('SS_USAGE', 'keys create needs --user NAME');
-        const created = await keys.create({ userName: values.user, label: values.label ?? null });
+        const created = await keys.create({ userName: values.user!, label: values.label ?? null });
         process.stdout.write(values.json ? `${JSON.stringify(createdKeyToJson(created))}\n` : `${createdKeyText(config, created)}\n`);
         return 0;
       }
@@ -93,13 +96,10 @@ async function keysCommand(
         return 0;
       }
       case 'revoke': {
-        if (!arg) throw new AppError('SS_USAGE', 'keys revoke needs the key ID (or its prefix)');
-        if (!(await keys.revoke(arg))) throw new AppError('SS_KEY_NOT_FOUND', `no active key with id or prefix ${arg}`);
+        if (!(await keys.revoke(arg!))) throw new AppError('SS_KEY_NOT_FOUND', `no active key with id or prefix ${arg}`);
         process.stdout.write(`revoked ${arg}; connections using it are refused within seconds\n`);
         return 0;
       }
-      default:
-        throw new AppError('SS_USAGE', 'usage: self-sensored keys create|list|revoke');
     }
   });
 }

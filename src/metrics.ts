@@ -127,5 +127,7 @@ export class Metrics {
 
   constructor() {
     client.collectDefaultMetrics({ register: this.registry, prefix: 'self_sensored_' });
+    // Present from the start, so that dashboards and alerts see 0 rather than no series.
+    for (const transport of ['mqtt-ws', 'mqtt-tcp']) this.mqttConnections.set({ transport }, 0);
   }
 }

@@ -57,3 +57,12 @@ test('config/self-sensored.example.env names every setting, and parses', () => {
   const c = loadConfig({}, path.join(projectRoot, 'config', 'self-sensored.example.env'));
   assert.deepEqual(c, loadConfig({}));
 });
+
+test('the README documents every setting, and docs/errors.md every error code and rejection reason', async () => {
+  const { errorCatalogue, rejectionCatalogue } = await import('../src/errors.js');
+  const readme = readFileSync(path.join(projectRoot, 'README.md'), 'utf8');
+  for (const name of Object.keys(settingsSchema.in.shape)) assert.ok(readme.includes(`| \`${name}\` |`), `README documents ${name}`);
+  const errors = readFileSync(path.join(projectRoot, 'docs', 'errors.md'), 'utf8');
+  for (const code of Object.keys(errorCatalogue)) assert.ok(errors.includes(`| \`${code}\` |`), `docs/errors.md documents ${code}`);
+  for (const reason of Object.keys(rejectionCatalogue)) assert.ok(errors.includes(`| \`${reason}\` |`), `docs/errors.md documents ${reason}`);
+});

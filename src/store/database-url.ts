@@ -17,7 +17,7 @@ export async function openDatabaseTarget(config: Config, logger: Logger, options
   const embedded = new EmbeddedPostgres({
     dataDir: config.dataDir,
     port: config.embeddedPostgres.port,
-    logger: logger.child({ component: 'embedded-postgres' }),
+    logger,
     stopAdopted: options.stopAdopted,
   });
   await embedded.start();

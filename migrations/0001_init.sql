@@ -165,7 +165,9 @@ CREATE TABLE workouts (
 CREATE INDEX workouts_start_time ON workouts USING brin (start_time);
 
 -- Creates the month partition of `parent` that holds `month_start` (UTC month), if missing.
--- Safe to call concurrently: the advisory lock serialises creators of the same partition.
+-- Safe to call concurrently: the advisory lock makes a second creator wait for the first, and
+-- since an advisory lock does not refresh the catalog cache, the second one's CREATE can still
+-- find the table exists: that error means the work is done.
 CREATE FUNCTION ss_ensure_month_partition(parent regclass, month_start date) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -177,14 +179,16 @@ BEGIN
     RETURN partition_name;
   END IF;
   PERFORM pg_advisory_xact_lock(hashtext('ss_partition:' || parent_schema || '.' || partition_name));
-  IF to_regclass(format('%I.%I', parent_schema, partition_name)) IS NULL THEN
+  BEGIN
     -- Bounds are written with an explicit UTC offset: a bare date would be read in the
     -- session's TimeZone.
     EXECUTE format('CREATE TABLE %I.%I PARTITION OF %s FOR VALUES FROM (%L) TO (%L)',
       parent_schema, partition_name, parent,
       to_char(first_day, 'YYYY-MM-DD') || ' 00:00:00+00',
       to_char((first_day + interval '1 month')::date, 'YYYY-MM-DD') || ' 00:00:00+00');
-  END IF;
+  EXCEPTION WHEN duplicate_table OR unique_violation THEN
+    NULL;
+  END;
   RETURN partition_name;
 END;
 $$;

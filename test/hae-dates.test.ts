@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import { daysInMonth, parseHaeDate } from '../src/hae/dates.js';
 import type { Instant } from '../src/hae/types.js';
+import { projectRoot } from '../src/paths.js';
 
 const HOUR = 3_600_000;
 
@@ -170,20 +170,10 @@ describe('parseHaeDate: calendar edges', () => {
   });
 });
 
-/** The project root: the nearest folder upwards with package.json (works from src or dist). */
-function projectRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) {
-    const parent = dirname(dir);
-    if (parent === dir) throw new Error('package.json not found above the test file');
-    dir = parent;
-  }
-  return dir;
-}
 
 describe('parseHaeDate: independent of the process time zone', () => {
   test('TZ=America/New_York, Asia/Kolkata and UTC give identical output', () => {
-    const datesModule = pathToFileURL(join(projectRoot(), 'dist', 'src', 'hae', 'dates.js')).href;
+    const datesModule = pathToFileURL(join(projectRoot, 'dist', 'src', 'hae', 'dates.js')).href;
     const samples = [
       '2024-02-06 14:30:00 -0800',
       '2024-11-03 01:30:00 -0400',

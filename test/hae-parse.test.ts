@@ -1,30 +1,20 @@
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import type { ItemRejection } from '../broker/types.js';
 import { rejectionCatalogue } from '../src/errors.js';
 import { canonicalMetricName } from '../src/hae/aliases.js';
 import { parseHaePayload } from '../src/hae/parse.js';
 import { sampleKinds, type ParsedPayload, type SampleKind } from '../src/hae/types.js';
+import { projectRoot } from '../src/paths.js';
 
 // Fixed clock: fixtures are from 2021–2025; `now` only bounds future dates.
 const NOW = new Date('2025-06-01T00:00:00Z');
 const parse = (input: unknown): ParsedPayload => parseHaePayload(input, { now: NOW });
 
-/** The project root: the nearest folder upwards with package.json (works from src or dist). */
-function projectRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) {
-    const parent = dirname(dir);
-    if (parent === dir) throw new Error('package.json not found above the test file');
-    dir = parent;
-  }
-  return dir;
-}
 
-const fixturesDir = join(projectRoot(), '..', 'shared', 'fixtures');
+const fixturesDir = join(projectRoot, '..', 'shared', 'fixtures');
 const REAL_EXPORT = join(fixturesDir, 'real', 'hae-export-daily-2023-06-to-2025-04.json');
 
 function fixtureFiles(): string[] {

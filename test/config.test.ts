@@ -61,8 +61,16 @@ test('config/self-sensored.example.env names every setting, and parses', () => {
 test('the README documents every setting, and docs/errors.md every error code and rejection reason', async () => {
   const { errorCatalogue, rejectionCatalogue } = await import('../src/errors.js');
   const readme = readFileSync(path.join(projectRoot, 'README.md'), 'utf8');
-  for (const name of Object.keys(settingsSchema.in.shape)) assert.ok(readme.includes(`| \`${name}\` |`), `README documents ${name}`);
+  for (const name of Object.keys(settingsSchema.in.shape)) assert.ok(readme.includes(`\`${name}\``) && new RegExp(`^\\| [^\\n]*\`${name}\``, 'm').test(readme), `README documents ${name}`);
   const errors = readFileSync(path.join(projectRoot, 'docs', 'errors.md'), 'utf8');
   for (const code of Object.keys(errorCatalogue)) assert.ok(errors.includes(`| \`${code}\` |`), `docs/errors.md documents ${code}`);
   for (const reason of Object.keys(rejectionCatalogue)) assert.ok(errors.includes(`| \`${reason}\` |`), `docs/errors.md documents ${reason}`);
+});
+
+test('validation ranges can be narrowed, not widened, and min stays below max', () => {
+  const narrowed = loadConfig({ VALIDATION_HEART_RATE_MIN_BPM: '30', VALIDATION_HEART_RATE_MAX_BPM: '220' });
+  assert.deepEqual(narrowed.validation.heartRate, { min: 30, max: 220 });
+  assert.deepEqual(loadConfig({}).validation.systolic, { min: 50, max: 250 });
+  assert.throws(() => loadConfig({ VALIDATION_HEART_RATE_MAX_BPM: '350' }), /VALIDATION_HEART_RATE_MAX_BPM cannot be above 300/);
+  assert.throws(() => loadConfig({ VALIDATION_SYSTOLIC_MIN_MMHG: '200', VALIDATION_SYSTOLIC_MAX_MMHG: '150' }), /VALIDATION_SYSTOLIC_MIN_MMHG must be below VALIDATION_SYSTOLIC_MAX_MMHG/);
 });

@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import mqtt, { type MqttClient } from 'mqtt';
 import pg from 'pg';
 import { count, startTestApp, waitFor, type TestApp } from './helpers/app.js';
-import { expectedCounts, fixturePath, readFixture } from './helpers/fixtures.js';
+import { allFixtures, expectedCounts, fixturePath, readFixture, sampleTableByLabel } from './helpers/fixtures.js';
 
 const run = promisify(execFile);
 
@@ -60,6 +60,23 @@ describe('MQTT ingest against PostgreSQL', () => {
       await client.endAsync();
     }
   });
+
+  for (const fixture of allFixtures()) {
+    test(`${fixture} over WebSocket at QoS 1: the exact count per table`, async () => {
+      const bytes = readFixture(fixture);
+      const expected = expectedCounts(JSON.parse(bytes.toString('utf8')));
+      const user = `m${fixture.replace(/[^a-z0-9]/gi, '').slice(0, 40)}`;
+      const userKey = await t.createKey(user);
+      const id = (await t.sql.query<{ id: string }>('SELECT id FROM users WHERE name = $1', [user])).rows[0]!.id;
+      const client = await connect(t.wsUrl, userKey);
+      await client.publishAsync(`health/${user}`, bytes, { qos: 1 });
+      await client.endAsync();
+      await waitFor(async () => (await count(t.sql, 'raw_ingestions', `user_id = $1 AND status = 'processed'`, [id])) === 1, 30_000, 'processing');
+      for (const [label, table] of Object.entries(sampleTableByLabel) as Array<[keyof typeof sampleTableByLabel, string]>) {
+        assert.equal(await count(t.sql, table, 'user_id = $1', [id]), expected[label], `${fixture}: rows in ${table}`);
+      }
+    });
+  }
 
   test('QoS 0 and QoS 1 over TCP and WebSocket are stored', async () => {
     const cases: Array<[string, 0 | 1, string]> = [

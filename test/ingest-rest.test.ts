@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
-import { allFixtures, expectedCounts, readFixture } from './helpers/fixtures.js';
+import { allFixtures, expectedCounts, readFixture, sampleTableByLabel as tables } from './helpers/fixtures.js';
 import { count, startTestApp, type TestApp } from './helpers/app.js';
 
 interface IngestAnswer {
@@ -13,13 +13,6 @@ interface IngestAnswer {
   rejected: Array<{ path: string; reason: string }>;
 }
 
-const tables: Record<'quantity' | 'heart_rate' | 'blood_pressure' | 'sleep' | 'workouts', string> = {
-  quantity: 'quantity_samples',
-  heart_rate: 'heart_rate_samples',
-  blood_pressure: 'blood_pressure_samples',
-  sleep: 'sleep_sessions',
-  workouts: 'workouts',
-};
 
 describe('REST ingest against PostgreSQL', () => {
   let t: TestApp;

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { defaultLimits, type ValidationLimits } from '../hae/limits.js';
 
 // Environment variables arrive as strings; these helpers turn them into typed values with
 // messages a person can act on.
@@ -11,6 +12,45 @@ const bool = z
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
 
 const MIB = 1024 * 1024;
+
+// A range setting may narrow its default but not widen it: the defaults are also the database's
+// CHECK constraints, and a value the database refuses would fail its whole payload.
+const within = (name: string, bounds: { min: number; max: number }) =>
+  z.coerce
+    .number({ error: `${name} must be a number` })
+    .min(bounds.min, { error: `${name} cannot be below ${bounds.min} (the database refuses such values)` })
+    .max(bounds.max, { error: `${name} cannot be above ${bounds.max} (the database refuses such values)` });
+
+const limitSettings = {
+  VALIDATION_HEART_RATE_MIN_BPM: ['heartRate', 'min'],
+  VALIDATION_HEART_RATE_MAX_BPM: ['heartRate', 'max'],
+  VALIDATION_SYSTOLIC_MIN_MMHG: ['systolic', 'min'],
+  VALIDATION_SYSTOLIC_MAX_MMHG: ['systolic', 'max'],
+  VALIDATION_DIASTOLIC_MIN_MMHG: ['diastolic', 'min'],
+  VALIDATION_DIASTOLIC_MAX_MMHG: ['diastolic', 'max'],
+  VALIDATION_BLOOD_OXYGEN_MIN_PERCENT: ['bloodOxygen', 'min'],
+  VALIDATION_BLOOD_OXYGEN_MAX_PERCENT: ['bloodOxygen', 'max'],
+  VALIDATION_BODY_TEMPERATURE_MIN_C: ['bodyTemperatureC', 'min'],
+  VALIDATION_BODY_TEMPERATURE_MAX_C: ['bodyTemperatureC', 'max'],
+  VALIDATION_LATITUDE_MIN: ['latitude', 'min'],
+  VALIDATION_LATITUDE_MAX: ['latitude', 'max'],
+  VALIDATION_LONGITUDE_MIN: ['longitude', 'min'],
+  VALIDATION_LONGITUDE_MAX: ['longitude', 'max'],
+} as const satisfies Record<string, [keyof ValidationLimits, 'min' | 'max']>;
+
+type LimitSetting = keyof typeof limitSettings;
+
+const limitShape = Object.fromEntries(
+  Object.entries(limitSettings).map(([name, [limit, end]]) => [name, within(name, defaultLimits[limit]).default(defaultLimits[limit][end])]),
+) as Record<LimitSetting, z.ZodDefault<z.ZodCoercedNumber<unknown>>>;
+
+function limitsFrom(s: Record<LimitSetting, number>): ValidationLimits {
+  const limits = structuredClone(defaultLimits);
+  for (const [name, [limit, end]] of Object.entries(limitSettings) as Array<[LimitSetting, [keyof ValidationLimits, 'min' | 'max']]>) {
+    limits[limit][end] = s[name];
+  }
+  return limits;
+}
 
 /**
  * Every setting, by the environment variable that sets it. The config file (CONFIG_FILE) uses
@@ -46,6 +86,14 @@ export const settingsSchema = z
     PUBLIC_HOST: z.string().min(1).optional(),
     BOOTSTRAP_USER: z.string().min(1).max(100).default('me'),
     BOOTSTRAP_KEY: bool.default(true),
+    ...limitShape,
+  })
+  .superRefine((s, ctx) => {
+    for (const [name, [limit, end]] of Object.entries(limitSettings) as Array<[LimitSetting, [keyof ValidationLimits, 'min' | 'max']]>) {
+      if (end !== 'min') continue;
+      const maxName = (Object.keys(limitSettings) as LimitSetting[]).find((n) => limitSettings[n][0] === limit && limitSettings[n][1] === 'max')!;
+      if (s[name] >= s[maxName]) ctx.addIssue({ code: 'custom', path: [name], message: `${name} must be below ${maxName}` });
+    }
   })
   .transform((s) => ({
     database: { url: s.DATABASE_URL, poolMax: s.PG_POOL_MAX },
@@ -72,6 +120,7 @@ export const settingsSchema = z
     log: { level: s.LOG_LEVEL },
     publicHost: s.PUBLIC_HOST,
     bootstrap: { user: s.BOOTSTRAP_USER, enabled: s.BOOTSTRAP_KEY },
+    validation: limitsFrom(s),
   }));
 
 export type Config = z.output<typeof settingsSchema>;

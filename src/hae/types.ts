@@ -71,9 +71,11 @@ export interface QtyWithUnits {
   units: string;
 }
 
-/** A v2 workout's summary (the per-minute series and route come in a later issue). */
+/** A workout's summary, export version 1 (no id: a stable one is derived) or 2 (HealthKit id). */
 export interface WorkoutRow {
+  /** v2: the HealthKit id. v1: `v1-` + a hash of name, start and end, so re-sends update. */
   workoutId: string;
+  formatVersion: 1 | 2;
   name: string;
   start: Instant;
   end: Instant;
@@ -86,9 +88,117 @@ export interface WorkoutRow {
   heartRateMin: number | null;
   heartRateAvg: number | null;
   heartRateMax: number | null;
-  /** Every {qty, units} field of the workout by its key, as received. */
-  summaries: Record<string, QtyWithUnits>;
+  /** Every {qty, units} field of the workout by its key, as received (v1 `elevation` too). */
+  summaries: Record<string, QtyWithUnits | Record<string, unknown>>;
   metadata: Record<string, unknown> | null;
+}
+
+/** A point of a workout's series: heartRateData, heartRateRecovery, activeEnergy, stepCount, … */
+export interface WorkoutSeriesRow {
+  workoutId: string;
+  /** The series key as received, e.g. "heartRateData", "activeEnergy". */
+  series: string;
+  time: Instant;
+  qty: number | null;
+  min: number | null;
+  avg: number | null;
+  max: number | null;
+  units: string;
+  source: string;
+}
+
+export interface WorkoutRoutePointRow {
+  workoutId: string;
+  time: Instant;
+  latitude: number;
+  longitude: number;
+  altitude: number | null;
+  course: number | null;
+  courseAccuracy: number | null;
+  horizontalAccuracy: number | null;
+  verticalAccuracy: number | null;
+  speed: number | null;
+  speedAccuracy: number | null;
+}
+
+/** Unaggregated sleep ("Summarize Data" off): one stage segment. */
+export interface SleepSegmentRow {
+  start: Instant;
+  end: Instant;
+  /** Normalised stage: in_bed, asleep, core, deep, rem, awake, unspecified. */
+  stage: 'in_bed' | 'asleep' | 'core' | 'deep' | 'rem' | 'awake' | 'unspecified';
+  /** The value as received ("In Bed", "InBed", "Core", …). */
+  valueReceived: string;
+  /** Duration in hours as sent (qty). */
+  hours: number | null;
+  source: string;
+}
+
+export interface StateOfMindRow {
+  entryId: string;
+  start: Instant;
+  end: Instant | null;
+  kind: string | null;
+  labels: string[];
+  associations: string[];
+  valence: number | null;
+  valenceClassification: number | string | null;
+  metadata: Record<string, unknown> | null;
+}
+
+export interface MedicationRow {
+  displayText: string;
+  nickname: string | null;
+  start: Instant;
+  end: Instant | null;
+  scheduledDate: Instant | null;
+  form: string | null;
+  status: string | null;
+  isArchived: boolean | null;
+  dosage: number | string | null;
+  codings: unknown[] | null;
+}
+
+export interface SymptomRow {
+  name: string;
+  start: Instant;
+  end: Instant | null;
+  severity: string | null;
+  userEntered: boolean | null;
+  source: string;
+}
+
+export interface CycleTrackingRow {
+  name: string;
+  start: Instant;
+  end: Instant | null;
+  value: string | number | null;
+  isCycleStart: boolean | null;
+  source: string;
+}
+
+/** One ECG reading; its voltages stay one array (≈15,000 per 30 s), never one row each. */
+export interface EcgRow {
+  start: Instant;
+  end: Instant | null;
+  classification: string | null;
+  severity: string | null;
+  averageHeartRate: number | null;
+  numberOfVoltageMeasurements: number | null;
+  samplingFrequencyHz: number | null;
+  source: string;
+  voltages: number[];
+  voltageUnits: string | null;
+}
+
+export interface HeartRateNotificationRow {
+  start: Instant;
+  end: Instant | null;
+  threshold: number | null;
+  /** [{hr, units, start, end}] as numbers and ISO strings. */
+  heartRate: unknown[];
+  /** [{hrv, units, start, end}] */
+  heartRateVariation: unknown[];
 }
 
 export interface ParsedPayload {
@@ -96,13 +206,51 @@ export interface ParsedPayload {
   heartRate: HeartRateRow[];
   bloodPressure: BloodPressureRow[];
   sleep: SleepRow[];
+  sleepSegments: SleepSegmentRow[];
   workouts: WorkoutRow[];
+  workoutSeries: WorkoutSeriesRow[];
+  workoutRoute: WorkoutRoutePointRow[];
+  stateOfMind: StateOfMindRow[];
+  medications: MedicationRow[];
+  symptoms: SymptomRow[];
+  cycleTracking: CycleTrackingRow[];
+  ecg: EcgRow[];
+  heartRateNotifications: HeartRateNotificationRow[];
   /** Items seen per data type key (same keys as the row arrays above), valid or not. */
   received: Record<SampleKind, number>;
   rejections: ItemRejection[];
-  /** Parts kept only in the raw payload (not yet modelled, or unknown keys). */
+  /** Parts kept only in the raw payload (unknown keys, unrecognised shapes). */
   notStored: Array<{ type: string; items: number; reason: string }>;
 }
 
-export type SampleKind = 'quantity' | 'heartRate' | 'bloodPressure' | 'sleep' | 'workouts';
-export const sampleKinds: readonly SampleKind[] = ['quantity', 'heartRate', 'bloodPressure', 'sleep', 'workouts'];
+export type SampleKind =
+  | 'quantity'
+  | 'heartRate'
+  | 'bloodPressure'
+  | 'sleep'
+  | 'sleepSegments'
+  | 'workouts'
+  | 'workoutSeries'
+  | 'workoutRoute'
+  | 'stateOfMind'
+  | 'medications'
+  | 'symptoms'
+  | 'cycleTracking'
+  | 'ecg'
+  | 'heartRateNotifications';
+export const sampleKinds: readonly SampleKind[] = [
+  'quantity',
+  'heartRate',
+  'bloodPressure',
+  'sleep',
+  'sleepSegments',
+  'workouts',
+  'workoutSeries',
+  'workoutRoute',
+  'stateOfMind',
+  'medications',
+  'symptoms',
+  'cycleTracking',
+  'ecg',
+  'heartRateNotifications',
+];

@@ -23,12 +23,27 @@ export function allFixtures(): string[] {
 
 type Json = Record<string, unknown>;
 
+/** The table behind each count label of the ingest answer that fixtures exercise. */
+export const sampleTableByLabel = {
+  quantity: 'quantity_samples',
+  heart_rate: 'heart_rate_samples',
+  blood_pressure: 'blood_pressure_samples',
+  sleep: 'sleep_sessions',
+  sleep_segments: 'sleep_segments',
+  workouts: 'workouts',
+  workout_series: 'workout_series',
+  workout_route: 'workout_route_points',
+} as const;
+
 export interface ExpectedCounts {
   quantity: number;
   heart_rate: number;
   blood_pressure: number;
   sleep: number;
+  sleep_segments: number;
   workouts: number;
+  workout_series: number;
+  workout_route: number;
   /** Quantity points per metric name as received. */
   quantityByMetric: Map<string, number>;
 }
@@ -42,7 +57,16 @@ const aggregatedSleepKeys = ['asleep', 'inBed', 'totalSleep', 'core', 'deep', 'r
  */
 export function expectedCounts(payload: Json): ExpectedCounts {
   const data = (payload.data ?? {}) as Json;
-  const keys = { quantity: new Set<string>(), heart_rate: new Set<string>(), blood_pressure: new Set<string>(), sleep: new Set<string>(), workouts: new Set<string>() };
+  const keys = {
+    quantity: new Set<string>(),
+    heart_rate: new Set<string>(),
+    blood_pressure: new Set<string>(),
+    sleep: new Set<string>(),
+    sleep_segments: new Set<string>(),
+    workouts: new Set<string>(),
+    workout_series: new Set<string>(),
+    workout_route: new Set<string>(),
+  };
   const quantityByMetric = new Map<string, number>();
   for (const metric of (data.metrics ?? []) as Json[]) {
     const name = String(metric.name);
@@ -54,19 +78,32 @@ export function expectedCounts(payload: Json): ExpectedCounts {
         if (isNum(p.systolic) && isNum(p.diastolic)) keys.blood_pressure.add(`${p.date}|${source}`);
       } else if (name === 'sleep_analysis') {
         if (aggregatedSleepKeys.some((k) => k in p)) keys.sleep.add(`${p.sleepStart ?? p.date}|${source}`);
+        else if (typeof p.startDate === 'string') keys.sleep_segments.add(`${p.startDate}|${String(p.value).replace(/\s/g, '').toLowerCase()}|${source}`);
       } else if (isNum(p.qty)) {
         keys.quantity.add(`${name}|${p.date}|${source}`);
         quantityByMetric.set(name, (quantityByMetric.get(name) ?? 0) + 1);
       }
     }
   }
-  for (const w of (data.workouts ?? []) as Json[]) if (typeof w.id === 'string') keys.workouts.add(`${w.id}|${w.start}`);
+  for (const w of (data.workouts ?? []) as Json[]) {
+    keys.workouts.add(`${w.id ?? `${w.name}|${w.end}`}|${w.start}`);
+    for (const [series, points] of Object.entries(w)) {
+      if (!Array.isArray(points)) continue;
+      for (const p of points as Json[]) {
+        if (series === 'route') keys.workout_route.add(`${w.id}|${p.timestamp}`);
+        else if (typeof p.date === 'string') keys.workout_series.add(`${w.id}|${series}|${p.date}`);
+      }
+    }
+  }
   return {
     quantity: keys.quantity.size,
     heart_rate: keys.heart_rate.size,
     blood_pressure: keys.blood_pressure.size,
     sleep: keys.sleep.size,
+    sleep_segments: keys.sleep_segments.size,
     workouts: keys.workouts.size,
+    workout_series: keys.workout_series.size,
+    workout_route: keys.workout_route.size,
     quantityByMetric,
   };
 }

@@ -193,13 +193,13 @@ export class MqttBroker implements Component {
     // Aedes emits 'error' for persistence failures; unhandled, it would crash the process.
     // (Aedes' typed on() overloads omit 'error', hence the plain EventEmitter view.)
     const emitter: EventEmitter = aedes;
-    emitter.on('error', (err: unknown) => this.log.error({ err: errorSummary(err) }, 'mqtt: broker error'));
+    emitter.on('error', (err: unknown) => this.log.error({ error: errorSummary(err) }, 'mqtt: broker error'));
   }
 
   private logClientError(client: Client, err: Error, msg: string): void {
     // Refused CONNECTs come back here too (errorCode 1..6) and were already logged with a reason.
     const level = typeof (err as { errorCode?: unknown }).errorCode === 'number' ? 'debug' : 'warn';
-    this.log[level]({ clientId: client.id, ...this.connectionInfo(client), err: errorSummary(err) }, msg);
+    this.log[level]({ clientId: client.id, ...this.connectionInfo(client), error: errorSummary(err) }, msg);
   }
 
   private async listenTcp(): Promise<void> {
@@ -211,7 +211,7 @@ export class MqttBroker implements Component {
         resolve();
       });
     });
-    server.on('error', (err) => this.log.error({ err: errorSummary(err) }, 'mqtt: TCP listener error'));
+    server.on('error', (err) => this.log.error({ error: errorSummary(err) }, 'mqtt: TCP listener error'));
     this.tcpServer = server;
   }
 

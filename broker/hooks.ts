@@ -83,7 +83,7 @@ export function createBrokerHooks(ctx: HookContext): BrokerHooks {
     // A Last Will would later be published on the client's behalf through authorizePublish and
     // be stored as if the phone had sent it; nobody can subscribe here, so wills have no use.
     if (packet.will) {
-      log.info({ clientId: packet.clientId, transport: ctx.connectionInfo(client).transport }, 'mqtt: ignoring Last Will');
+      log.debug({ clientId: packet.clientId, transport: ctx.connectionInfo(client).transport }, 'mqtt: ignoring Last Will');
       delete packet.will;
     }
     done(null, true);
@@ -104,7 +104,7 @@ export function createBrokerHooks(ctx: HookContext): BrokerHooks {
         done(null, true);
       },
       (err: unknown) => {
-        log.warn({ err: errorSummary(err), transport, clientId, remoteAddress }, 'mqtt: authenticator failed');
+        log.warn({ error: errorSummary(err), transport, clientId, remoteAddress }, 'mqtt: authenticator failed');
         refuse('authenticator_unavailable', 3);
       },
     );
@@ -147,13 +147,13 @@ export function createBrokerHooks(ctx: HookContext): BrokerHooks {
         },
         (err: unknown) => {
           log.warn(
-            { err: errorSummary(err), clientId, transport, remoteAddress, topic, bytes: body.length },
+            { error: errorSummary(err), clientId, transport, remoteAddress, topic, bytes: body.length },
             'mqtt: payload not stored; withholding the ack so the client re-sends',
           );
           done(err instanceof Error ? err : new Error(String(err)));
         },
       )
-      .catch((err: unknown) => log.error({ err: errorSummary(err), clientId }, 'mqtt: publish callback failed'));
+      .catch((err: unknown) => log.error({ error: errorSummary(err), clientId }, 'mqtt: publish callback failed'));
     ctx.inflight.track(work);
   };
 

@@ -93,7 +93,7 @@ export class App {
     const partitions = new PartitionManager(db.pool, log.child({ component: 'partitions' }));
     await partitions.ensureAhead(config.partitions.monthsAhead);
     this.#partitionTimer = setInterval(() => {
-      partitions.ensureAhead(config.partitions.monthsAhead).catch((err: Error) => log.warn({ err: err.message }, 'creating partitions ahead failed'));
+      partitions.ensureAhead(config.partitions.monthsAhead).catch((err: Error) => log.warn({ error: err.message }, 'creating partitions ahead failed'));
     }, DAY_MS);
     this.#partitionTimer.unref();
 
@@ -206,7 +206,7 @@ export class App {
       await bounded(this.#ingest.stop(), remaining(), () => undefined);
     }
     await this.#authenticator?.stop();
-    await this.#db?.stop().catch((err: Error) => log.warn({ err: err.message }, 'closing the pool failed'));
+    await this.#db?.stop().catch((err: Error) => log.warn({ error: err.message }, 'closing the pool failed'));
     await this.#target?.embedded?.stop();
     log.info('stopped');
   }

@@ -173,7 +173,7 @@ async function runDaemon(config: Config): Promise<number> {
   try {
     await app.start();
   } catch (err) {
-    logger.fatal({ err: errorForLog(err) }, 'start failed');
+    logger.fatal({ error: errorForLog(err) }, 'start failed');
     await app.stop().catch(() => undefined);
     return 1;
   }
@@ -181,7 +181,8 @@ async function runDaemon(config: Config): Promise<number> {
 }
 
 function errorForLog(err: unknown): unknown {
-  return err instanceof AppError ? { code: err.code, message: err.message, ...err.details } : err;
+  if (err instanceof AppError) return { code: err.code, message: err.message, ...err.details };
+  return err instanceof Error ? { message: err.message, stack: err.stack } : err;
 }
 
 main(process.argv.slice(2)).then(

@@ -427,6 +427,15 @@ test('mosquitto_pub publishes over TCP with the key as password', limit, async (
   assert.equal(f.sink.stored[0]!.body.toString(), '{"m":1}');
 });
 
+test('tcpEnabled false: no TCP listener, WebSocket still works', limit, async (t) => {
+  const f = await startFixture(t, { tcpEnabled: false });
+  assert.equal(f.broker.tcpAddress, null);
+  assert.equal(f.broker.isReady(), true);
+  const client = await connectClient(t, f.wsUrl);
+  await client.publishAsync('health/ws-only', '{}', { qos: 1 });
+  assert.equal(f.sink.stored.length, 1);
+});
+
 test('stopAccepting refuses new connections while existing ones keep working', limit, async (t) => {
   const f = await startFixture(t);
   const client = await connectClient(t, f.wsUrl);

@@ -127,7 +127,7 @@ export class KeyAuthenticator implements Authenticator, Component {
       await this.#flushLastUsed();
     } catch (err) {
       // Keep serving from cache while the database is away; the next tick retries.
-      this.#logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'key cache refresh failed');
+      this.#logger.warn({ error: err instanceof Error ? err.message : String(err) }, 'key cache refresh failed');
     } finally {
       this.#refreshing = false;
     }

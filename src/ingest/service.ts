@@ -102,7 +102,7 @@ export class IngestService implements IngestSink, Component {
     } catch (err) {
       this.#metrics.payloads.inc({ transport, outcome: 'failed' });
       this.#metrics.dbErrors.inc({ kind: isTransientDatabaseError(err) ? 'transient' : 'permanent' });
-      this.#logger.error({ transport, user: request.identity.userName, err: errorText(err) }, 'could not store raw payload');
+      this.#logger.error({ transport, user: request.identity.userName, error: errorText(err) }, 'could not store raw payload');
       throw err;
     }
     this.#metrics.ingestDuration.observe({ transport, stage: 'accept' }, (performance.now() - started) / 1000);
@@ -184,7 +184,7 @@ export class IngestService implements IngestSink, Component {
     this.#metrics.processingFailures.inc();
     this.#metrics.dbErrors.inc({ kind: transient ? 'transient' : 'permanent' });
     const giveUp = !transient && job.attempt >= this.#options.maxAttempts;
-    this.#logger.error({ ingestionId: job.ingestionId, attempt: job.attempt, transient, err: message }, giveUp ? 'payload processing failed; marked failed' : 'payload processing failed; will retry');
+    this.#logger.error({ ingestionId: job.ingestionId, attempt: job.attempt, transient, error: message }, giveUp ? 'payload processing failed; marked failed' : 'payload processing failed; will retry');
     await this.#pool
       .query(
         `UPDATE raw_ingestions SET attempts = attempts + 1, error = $2, status = CASE WHEN $3 THEN 'failed' ELSE status END WHERE id = $1`,

@@ -37,7 +37,7 @@ export class Database implements Component {
       connectionTimeoutMillis: 5_000,
       idleTimeoutMillis: 30_000,
     });
-    pool.on('error', (err) => this.#logger.warn({ err: err.message }, 'idle database connection failed'));
+    pool.on('error', (err) => this.#logger.warn({ error: err.message }, 'idle database connection failed'));
     this.#pool = pool;
     this.#metrics?.observePool(() => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }));
     const client = await pool.connect();

@@ -12,6 +12,7 @@ import { migrationsDir } from './paths.js';
 import { openDatabaseTarget, type DatabaseTarget } from './store/database-url.js';
 import { loadMigrations, migrate } from './store/migrator.js';
 import { PartitionManager } from './store/partitions.js';
+import { enablePostgisIfAvailable } from './store/postgis.js';
 import { Database } from './store/pool.js';
 
 export interface AppOptions {
@@ -89,6 +90,8 @@ export class App {
     await db.start();
     const report = await migrate(db.pool, await loadMigrations(migrationsDir), log.child({ component: 'migrator' }));
     log.info({ schemaVersion: report.current, applied: report.applied }, 'database schema ready');
+    // PostGIS may have been installed since the migration ran: enable the spatial column then.
+    await enablePostgisIfAvailable(db.pool, log.child({ component: 'postgis' }));
 
     const partitions = new PartitionManager(db.pool, log.child({ component: 'partitions' }));
     await partitions.ensureAhead(config.partitions.monthsAhead);
@@ -109,7 +112,7 @@ export class App {
     this.#ingest = new IngestService({
       pool: db.pool,
       raw: new RawIngestionStore(db.pool, { maxBatchBytes: config.ingest.rawBatchBytes }),
-      processor: new PayloadProcessor({ pool: db.pool, partitions, chunkRows: config.ingest.chunkRows }),
+      processor: new PayloadProcessor({ pool: db.pool, partitions, chunkRows: config.ingest.chunkRows, limits: config.validation }),
       logger: log.child({ component: 'ingest' }),
       metrics: this.metrics,
       options: { maxAttempts: 3, retryBaseMs: 1_000 },

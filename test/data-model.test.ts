@@ -127,14 +127,15 @@ test('the same payloads ingested with TZ in three zones store identical rows', {
   try {
     for (const [i, zone] of zones.entries()) {
       const { stdout } = await run(process.execPath, [child, dbs[i]!.url], { env: { ...process.env, TZ: zone } });
-      assert.match(stdout, new RegExp(`zone ${zone}`));
+      // Node may report an alias (Asia/Calcutta for Asia/Kolkata): compare with what it resolves here.
+      assert.match(stdout, new RegExp(`zone ${Intl.DateTimeFormat('en', { timeZone: zone }).resolvedOptions().timeZone}`));
     }
     const dumps: string[] = [];
     for (const db of dbs) {
       const client = new pg.Client({ connectionString: db.url });
       await client.connect();
       try {
-        const tables = (await client.query<{ t: string }>(`SELECT DISTINCT inhparent::regclass::text AS t FROM pg_inherits ORDER BY 1`)).rows.map((r) => r.t);
+        const tables = (await client.query<{ t: string }>(`SELECT oid::regclass::text AS t FROM pg_class WHERE relkind = 'p' AND relnamespace = 'public'::regnamespace ORDER BY 1`)).rows.map((r) => r.t);
         assert.ok(tables.length >= 10, `partitioned tables: ${tables.join(', ')}`);
         const parts: string[] = [];
         for (const table of tables) {

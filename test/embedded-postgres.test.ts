@@ -7,7 +7,8 @@ import path from 'node:path';
 import pg from 'pg';
 import { createLogger } from '../src/log.js';
 import { AppError } from '../src/errors.js';
-import { EmbeddedPostgres, hydrateSymlinks } from '../src/store/embedded-postgres.js';
+// isAlive: a stopped postmaster can linger as a zombie until reaped; the supervisor's check knows that.
+import { EmbeddedPostgres, hydrateSymlinks, isAlive } from '../src/store/embedded-postgres.js';
 
 const logLines: string[] = [];
 const logger = createLogger('info', { write: (line: string) => void logLines.push(line) });
@@ -33,14 +34,6 @@ async function postmasterPid(dataDir: string): Promise<number> {
   return Number.parseInt(first ?? '', 10);
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function query<T extends pg.QueryResultRow>(connectionString: string, sql: string): Promise<T[]> {
   const client = new pg.Client({ connectionString });

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
@@ -201,5 +202,47 @@ describe('parseHaeDate: independent of the process time zone', () => {
     assert.ok(outputs[0]!.dates.every((d) => d !== null));
     assert.deepEqual(outputs[1]!.dates, outputs[0]!.dates);
     assert.deepEqual(outputs[2]!.dates, outputs[0]!.dates);
+  });
+});
+
+describe('parseHaeDate: every timestamp of every fixture', () => {
+  const dateKeys = new Set(['date', 'start', 'end', 'startDate', 'endDate', 'sleepStart', 'sleepEnd', 'inBedStart', 'inBedEnd', 'timestamp', 'scheduledDate']);
+
+  function timestampsOf(value: unknown, out: string[] = []): string[] {
+    if (Array.isArray(value)) for (const item of value) timestampsOf(item, out);
+    else if (typeof value === 'object' && value !== null) {
+      for (const [key, item] of Object.entries(value)) {
+        if (dateKeys.has(key) && typeof item === 'string') out.push(item);
+        else timestampsOf(item, out);
+      }
+    }
+    return out;
+  }
+
+  for (const file of ['real/hae-export-daily-2023-06-to-2025-04.json', 'real/hae-workouts-sample.json', 'composed/hae-small.json', 'composed/hae-sleep-unaggregated.json']) {
+    test(file, () => {
+      const body = JSON.parse(readFileSync(join(projectRoot, '..', 'shared', 'fixtures', file), 'utf8')) as unknown;
+      const stamps = timestampsOf(body);
+      assert.ok(stamps.length > 0);
+      for (const stamp of stamps) {
+        const parsed = parseHaeDate(stamp);
+        assert.ok(parsed !== null, stamp);
+        assert.equal(parsed.localDate, stamp.slice(0, 10));
+      }
+    });
+  }
+});
+
+describe('parseHaeDate: forms of the data types added later (§1.2, §1.5)', () => {
+  test('stateOfMind may use ISO-8601 with Z or the HAE form; both give the same instant', () => {
+    const iso = parseHaeDate('2025-05-05T18:00:00Z');
+    const hae = parseHaeDate('2025-05-05 20:00:00 +0200');
+    assert.equal(iso?.epochMs, hae?.epochMs);
+    assert.deepEqual([iso?.offsetMinutes, hae?.offsetMinutes], [0, 120]);
+  });
+
+  test('12-hour form with U+202F and upper-case AM at the 12 o\u2019clock edges', () => {
+    assert.deepEqual(parseHaeDate('2024-09-21 12:05:00\u202fAM -0400'), instant(Date.UTC(2024, 8, 21, 4, 5), -240, '2024-09-21'));
+    assert.deepEqual(parseHaeDate('2024-09-21 12:05:00\u202fPM -0400'), instant(Date.UTC(2024, 8, 21, 16, 5), -240, '2024-09-21'));
   });
 });

@@ -5,9 +5,11 @@ import { describe, test } from 'node:test';
 import type { ItemRejection } from '../broker/types.js';
 import { rejectionCatalogue } from '../src/errors.js';
 import { canonicalMetricName } from '../src/hae/aliases.js';
+import { defaultLimits } from '../src/hae/limits.js';
 import { parseHaePayload } from '../src/hae/parse.js';
 import { sampleKinds, type ParsedPayload, type SampleKind } from '../src/hae/types.js';
 import { projectRoot } from '../src/paths.js';
+import { allTypesPayload } from './helpers/all-types-payload.js';
 
 // Fixed clock: fixtures are from 2021–2025; `now` only bounds future dates.
 const NOW = new Date('2025-06-01T00:00:00Z');
@@ -38,61 +40,76 @@ const asArray = (value: unknown): unknown[] => (Array.isArray(value) ? value : [
 
 interface IndependentCounts {
   perKind: Record<SampleKind, number>;
-  sleepSegments: number;
-  workoutsV1: number;
-  /** Kind of each point, by `data.metrics[i]` index, to attribute rejections. */
-  kindOfMetric: Map<number, SampleKind>;
+  /** Kind of the points of each `data.metrics[i]`, by point index, to attribute rejections. */
+  kindOfPoint: Map<string, SampleKind>;
 }
 
 const aggregatedSleepKeys = ['asleep', 'inBed', 'totalSleep', 'core', 'deep', 'rem', 'awake', 'sleepStart'];
+/** Every array of §1.5 is one kind, one item each. */
+const recordArrays: Record<string, SampleKind> = {
+  stateOfMind: 'stateOfMind',
+  medications: 'medications',
+  symptoms: 'symptoms',
+  cycleTracking: 'cycleTracking',
+  ecg: 'ecg',
+  heartRateNotifications: 'heartRateNotifications',
+};
+const emptyCounts = (): Record<SampleKind, number> => Object.fromEntries(sampleKinds.map((kind) => [kind, 0])) as Record<SampleKind, number>;
+
+/** The kind a metric point is, from the format note: by name, then (sleep) by its keys. */
+function kindOfMetricPoint(name: unknown, point: unknown): SampleKind {
+  const keys = typeof point === 'object' && point !== null ? Object.keys(point) : [];
+  if (name === 'heart_rate') return 'heartRate';
+  if (name === 'blood_pressure') return 'bloodPressure';
+  if (name === 'sleep_analysis') {
+    const segment = !keys.some((k) => aggregatedSleepKeys.includes(k)) && (keys.includes('startDate') || keys.includes('endDate'));
+    return segment ? 'sleepSegments' : 'sleep';
+  }
+  return 'quantity';
+}
 
 function countIndependently(body: unknown): IndependentCounts {
-  const perKind: Record<SampleKind, number> = { quantity: 0, heartRate: 0, bloodPressure: 0, sleep: 0, workouts: 0 };
-  const counts: IndependentCounts = { perKind, sleepSegments: 0, workoutsV1: 0, kindOfMetric: new Map() };
+  const perKind = emptyCounts();
+  const counts: IndependentCounts = { perKind, kindOfPoint: new Map() };
   const data = asObject(asObject(body)['data']);
   asArray(data['metrics']).forEach((metric, index) => {
     const name = asObject(metric)['name'];
-    for (const point of asArray(asObject(metric)['data'])) {
-      const keys = Object.keys(asObject(point));
-      if (name === 'heart_rate') {
-        perKind.heartRate++;
-        counts.kindOfMetric.set(index, 'heartRate');
-      } else if (name === 'blood_pressure') {
-        perKind.bloodPressure++;
-        counts.kindOfMetric.set(index, 'bloodPressure');
-      } else if (name === 'sleep_analysis') {
-        if (keys.some((k) => aggregatedSleepKeys.includes(k))) {
-          perKind.sleep++;
-          counts.kindOfMetric.set(index, 'sleep');
-        } else counts.sleepSegments++;
-      } else if (keys.includes('qty')) {
-        perKind.quantity++;
-        counts.kindOfMetric.set(index, 'quantity');
-      }
-    }
+    asArray(asObject(metric)['data']).forEach((point, j) => {
+      const kind = kindOfMetricPoint(name, point);
+      perKind[kind]++;
+      counts.kindOfPoint.set(`data.metrics[${index}].data[${j}]`, kind);
+    });
   });
   for (const workout of asArray(data['workouts'])) {
-    if (asObject(workout)['id'] === undefined) counts.workoutsV1++;
-    else perKind.workouts++;
+    perKind.workouts++;
+    for (const [key, value] of Object.entries(asObject(workout))) {
+      if (key === 'route') perKind.workoutRoute += asArray(value).length;
+      else perKind.workoutSeries += asArray(value).length; // every fixture array of a workout is a series
+    }
   }
+  for (const [key, kind] of Object.entries(recordArrays)) perKind[kind] += asArray(data[key]).length;
   return counts;
 }
 
 function rejectionsPerKind(result: ParsedPayload, counts: IndependentCounts): Record<SampleKind, number> {
-  const perKind: Record<SampleKind, number> = { quantity: 0, heartRate: 0, bloodPressure: 0, sleep: 0, workouts: 0 };
+  const perKind = emptyCounts();
   for (const rejection of result.rejections) {
-    const metric = /^data\.metrics\[(\d+)\]\.data\[\d+\]$/.exec(rejection.path);
-    if (metric !== null) {
-      const kind = counts.kindOfMetric.get(Number(metric[1]));
-      assert.ok(kind !== undefined, `rejection at ${rejection.path} belongs to no counted kind`);
-      perKind[kind]++;
-    } else if (/^data\.workouts\[\d+\]$/.test(rejection.path)) perKind.workouts++;
+    const kind =
+      counts.kindOfPoint.get(rejection.path) ??
+      (/^data\.workouts\[\d+\]$/.test(rejection.path) ? 'workouts' : undefined) ??
+      (/^data\.workouts\[\d+\]\.route\[\d+\]$/.test(rejection.path) ? 'workoutRoute' : undefined) ??
+      (/^data\.workouts\[\d+\]\.\w+\[\d+\]$/.test(rejection.path) ? 'workoutSeries' : undefined) ??
+      recordArrays[/^data\.(\w+)\[\d+\]$/.exec(rejection.path)?.[1] ?? ''];
+    assert.ok(kind !== undefined, `rejection at ${rejection.path} belongs to no counted kind`);
+    perKind[kind]++;
   }
   return perKind;
 }
 
-const notStoredItems = (result: ParsedPayload, type: string): number =>
-  result.notStored.filter((entry) => entry.type === type).reduce((sum, entry) => sum + entry.items, 0);
+/** `received` with every kind 0 except those given. */
+function receivedWith(counts: Partial<Record<SampleKind, number>>): Record<SampleKind, number> {
+  return { ...emptyCounts(), ...counts };
+}
 
 describe('every fixture: rows + rejections equal an independent count', () => {
   for (const file of fixtureFiles()) {
@@ -105,10 +122,8 @@ describe('every fixture: rows + rejections equal an independent count', () => {
         assert.equal(result.received[kind], counts.perKind[kind], `received.${kind}`);
         assert.equal(result[kind].length + rejected[kind], counts.perKind[kind], `rows + rejections of ${kind}`);
       }
-      assert.equal(notStoredItems(result, 'sleep_segments'), counts.sleepSegments, 'sleep segments not stored');
-      assert.equal(notStoredItems(result, 'workouts_v1'), counts.workoutsV1, 'v1 workouts not stored');
+      assert.equal(result.notStored.length, 0, JSON.stringify(result.notStored));
       for (const rejection of result.rejections) assert.ok(rejection.reason in rejectionCatalogue, rejection.reason);
-      for (const entry of result.notStored) assert.ok(entry.reason in rejectionCatalogue, entry.reason);
     });
   }
 });
@@ -252,7 +267,7 @@ describe('composed hae-small.json', () => {
   test('nothing rejected, nothing set aside', () => {
     assert.deepEqual(result.rejections, []);
     assert.deepEqual(result.notStored, []);
-    assert.deepEqual(result.received, { quantity: 8, heartRate: 3, bloodPressure: 1, sleep: 1, workouts: 1 });
+    assert.deepEqual(result.received, receivedWith({ quantity: 8, heartRate: 3, bloodPressure: 1, sleep: 1, workouts: 1, workoutSeries: 11, workoutRoute: 4 }));
   });
 
   test('the v2 workout becomes one WorkoutRow with its summaries', () => {
@@ -326,12 +341,32 @@ describe('composed hae-small.json', () => {
 });
 
 describe('composed hae-sleep-unaggregated.json', () => {
-  test('segments go to notStored; the other metrics are stored', () => {
-    const result = parse(readJson(join(fixturesDir, 'composed', 'hae-sleep-unaggregated.json')));
-    assert.deepEqual(result.notStored, [{ type: 'sleep_segments', items: 13, reason: 'unsupported_type' }]);
+  test('13 segments become SleepSegmentRows with normalised stages; the other metrics are stored', () => {
+    const body = readJson(join(fixturesDir, 'composed', 'hae-sleep-unaggregated.json'));
+    const result = parse(body);
+    assert.deepEqual(result.notStored, []);
     assert.deepEqual(result.rejections, []);
     assert.equal(result.sleep.length, 0);
-    assert.equal(result.received.sleep, 0);
+    assert.equal(result.sleepSegments.length, 13);
+    const points = asArray(asObject(asArray(asObject(asObject(body)['data'])['metrics'])[0])['data']).map(asObject);
+    assert.deepEqual(
+      result.sleepSegments.map((r) => r.valueReceived),
+      points.map((p) => p['value']),
+    );
+    assert.deepEqual(
+      [...new Set(result.sleepSegments.map((r) => r.stage))].sort(),
+      ['asleep', 'awake', 'core', 'deep', 'in_bed', 'rem'],
+    );
+    const first = result.sleepSegments[0]!;
+    assert.deepEqual(first, {
+      start: { epochMs: Date.UTC(2025, 2, 10, 21, 47), offsetMinutes: 60, localDate: '2025-03-10' },
+      end: { epochMs: Date.UTC(2025, 2, 11, 5, 52, 10), offsetMinutes: 60, localDate: '2025-03-11' },
+      stage: 'in_bed',
+      valueReceived: 'In Bed',
+      hours: 8.0861111111111104,
+      source: 'Anna\u2019s iPhone',
+    });
+    assert.equal(result.sleepSegments.at(-1)!.source, 'AutoSleep'); // the overlapping third-party segment is kept
     assert.deepEqual(
       result.quantity.map((r) => [r.metric, r.qty, r.units, r.source]),
       [
@@ -389,7 +424,7 @@ describe('envelope', () => {
       const result = parse(input);
       assert.deepEqual(result.rejections, []);
       assert.deepEqual(result.notStored, []);
-      assert.deepEqual(result.received, { quantity: 0, heartRate: 0, bloodPressure: 0, sleep: 0, workouts: 0 });
+      assert.deepEqual(result.received, receivedWith({}));
     }
   });
 
@@ -401,32 +436,30 @@ describe('envelope', () => {
     assert.equal(result.workouts.length, 1);
   });
 
-  test('unmodelled data types go to notStored with their item count; empty ones are skipped', () => {
-    const result = parse({
-      data: {
-        stateOfMind: [{ id: 'x' }],
-        medications: [{}, {}],
-        symptoms: [],
-        ecg: [],
-        cycleTracking: [{}, {}, {}],
-        heartRateNotifications: [{}],
-        breathing: [1, 2],
-        metrics: [],
-      },
-      meta: 'x',
-    });
+  test('every §1.5 array is read; unknown keys go to notStored with their item count', () => {
+    const result = parse({ data: { symptoms: [], ecg: [], breathing: [1, 2], metrics: [], stateOfMind: null }, meta: 'x' });
     assert.deepEqual(result.rejections, []);
     assert.deepEqual(
       [...result.notStored].sort((a, b) => a.type.localeCompare(b.type)),
       [
         { type: 'breathing', items: 2, reason: 'unknown_key' },
-        { type: 'cycleTracking', items: 3, reason: 'unsupported_type' },
-        { type: 'heartRateNotifications', items: 1, reason: 'unsupported_type' },
-        { type: 'medications', items: 2, reason: 'unsupported_type' },
         { type: 'meta', items: 1, reason: 'unknown_key' },
-        { type: 'stateOfMind', items: 1, reason: 'unsupported_type' },
       ],
     );
+  });
+
+  test('a §1.5 array that is not an array is rejected at its key; items that are not objects are invalid_shape', () => {
+    const result = parse({ data: { medications: { displayText: 'x' }, symptoms: ['x', null] } });
+    assert.deepEqual(
+      result.rejections.map((r) => [r.type, r.path, r.reason]),
+      [
+        ['medications', 'data.medications', 'invalid_shape'],
+        ['symptoms', 'data.symptoms[0]', 'invalid_shape'],
+        ['symptoms', 'data.symptoms[1]', 'invalid_shape'],
+      ],
+    );
+    assert.equal(result.received.symptoms, 2);
+    assert.equal(result.received.medications, 0);
   });
 });
 
@@ -490,7 +523,7 @@ describe('metric objects', () => {
       ['breathing_disturbances', 'breathing_disturbances'],
       ['constructor', 'constructor'],
     ];
-    const result = parse(metricsBody(...names.map(([name], i) => ({ name, units: 'u', data: [point(i)] }))));
+    const result = parse(metricsBody(...names.map(([name], i) => ({ name, units: 'u', data: [point(60 + i)] })))); // 60+: heart-rate names are range-checked
     assert.deepEqual(result.rejections, []);
     assert.deepEqual(
       result.quantity.map((r) => [r.metricReceived, r.metric]),
@@ -529,7 +562,7 @@ describe('points', () => {
     assert.deepEqual(result.heartRate.map((r) => [r.min, r.avg, r.max]), [[null, 61, null]]);
     assert.deepEqual(result.bloodPressure.map((r) => r.systolic), [121]);
     assert.deepEqual(result.sleep.map((r) => [r.date.localDate, r.efficiency]), [['2024-05-02', 0.75]]);
-    assert.deepEqual(result.received, { quantity: 4, heartRate: 2, bloodPressure: 2, sleep: 2, workouts: 0 });
+    assert.deepEqual(result.received, receivedWith({ quantity: 4, heartRate: 2, bloodPressure: 2, sleep: 2 }));
   });
 
   test('NaN and Infinity (impossible from JSON.parse, possible from other callers) are not numbers', () => {
@@ -657,12 +690,30 @@ describe('points', () => {
     assert.equal(result.quantity[0]!.source, 'Dexcom');
   });
 
-  test('points without qty and with another shape are not stored (per metric), not rejected', () => {
-    const sexual = { date: '2024-05-01 08:00:00 +0200', Unspecified: 1, 'Protection Used': 0, 'Protection Not Used': 0 };
-    const result = parse(metricsBody({ name: 'sexual_activity', units: 'count', data: [sexual, sexual] }, { name: 'sexual_activity', units: 'count', data: [sexual] }));
-    assert.deepEqual(result.rejections, []);
-    assert.deepEqual(result.notStored, [{ type: 'metric:sexual_activity', items: 3, reason: 'unsupported_type' }]);
-    assert.equal(result.received.quantity, 0);
+  test('sexual_activity: qty is the sum of the counts, each count kept in extra under its key', () => {
+    const sexual = { date: '2024-05-01 08:00:00 +0200', Unspecified: 1, 'Protection Used': 2, 'Protection Not Used': 0 };
+    const result = parse(metricsBody({ name: 'sexual_activity', units: 'count', data: [sexual, { ...sexual, Unspecified: 'one' }, { ...sexual, Unspecified: -1 }, { date: sexual.date }, { date: sexual.date, qty: 4 }] }));
+    assert.deepEqual(
+      result.quantity.map((r) => [r.qty, r.extra, r.source]),
+      [
+        [3, { Unspecified: 1, 'Protection Used': 2, 'Protection Not Used': 0 }, ''],
+        [4, null, ''],
+      ],
+    );
+    assert.deepEqual(
+      result.rejections.map((r) => [r.path, r.field, r.reason]),
+      [
+        ['data.metrics[0].data[1]', 'Unspecified', 'not_a_number'],
+        ['data.metrics[0].data[2]', 'Unspecified', 'out_of_range'],
+        ['data.metrics[0].data[3]', 'qty', 'missing_value'],
+      ],
+    );
+    assert.equal(result.received.quantity, 5);
+  });
+
+  test('a point of a quantity metric with no qty but other fields is invalid_shape', () => {
+    const result = parse(metricsBody({ name: 'handwashing', units: 's', data: [{ date: '2024-05-01 08:00:00 +0200', value: 'Complete' }] }));
+    assert.deepEqual([only(result).field, only(result).reason], ['qty', 'invalid_shape']);
   });
 
   test('heart_rate qty is an instantaneous sample: min = avg = max', () => {
@@ -670,25 +721,49 @@ describe('points', () => {
     assert.deepEqual(result.heartRate.map((r) => [r.min, r.avg, r.max, r.source]), [[72, 72, 72, 'Watch']]);
   });
 
-  test('blood pressure at or below zero is out_of_range; systolic < diastolic is left to later checks', () => {
+  test('blood pressure inside its limits and systolic above diastolic (Q16)', () => {
     const bp = (systolic: number, diastolic: number): Json => ({ date: '2024-05-01 08:00:00 +0200', systolic, diastolic });
-    const result = parse(metricsBody({ name: 'blood_pressure', units: 'mmHg', data: [bp(0, 80), bp(120, -5), bp(80, 120)] }));
+    const result = parse(metricsBody({ name: 'blood_pressure', units: 'mmHg', data: [bp(0, 80), bp(120, -5), bp(80, 120), bp(90, 90), bp(260, 90), bp(120, 151), bp(50, 30), bp(250, 150)] }));
     assert.deepEqual(
-      result.rejections.map((r) => [r.field, r.reason]),
+      result.rejections.map((r) => [r.path, r.field, r.reason, r.message]),
       [
-        ['systolic', 'out_of_range'],
-        ['diastolic', 'out_of_range'],
+        ['data.metrics[0].data[0]', 'systolic', 'out_of_range', 'systolic is 0 mmHg, outside 50–250 mmHg'],
+        ['data.metrics[0].data[1]', 'diastolic', 'out_of_range', 'diastolic is -5 mmHg, outside 30–150 mmHg'],
+        ['data.metrics[0].data[2]', 'systolic', 'out_of_range', 'systolic is 80 mmHg, not above diastolic 120 mmHg (a data-entry error)'],
+        ['data.metrics[0].data[3]', 'systolic', 'out_of_range', 'systolic is 90 mmHg, not above diastolic 90 mmHg (a data-entry error)'],
+        ['data.metrics[0].data[4]', 'systolic', 'out_of_range', 'systolic is 260 mmHg, outside 50–250 mmHg'],
+        ['data.metrics[0].data[5]', 'diastolic', 'out_of_range', 'diastolic is 151 mmHg, outside 30–150 mmHg'],
       ],
     );
-    assert.equal(result.bloodPressure.length, 1);
+    assert.deepEqual(result.bloodPressure.map((r) => [r.systolic, r.diastolic]), [
+      [50, 30],
+      [250, 150],
+    ]);
   });
 
-  test('a negative quantity is allowed in this version (ranges come later)', () => {
-    const result = parse(metricsBody({ name: 'body_temperature_delta', units: 'degC', data: [point(-0.4)] }));
-    assert.deepEqual(result.quantity.map((r) => r.qty), [-0.4]);
+  test('negative quantities are out_of_range except for the allow-list (under_water_temperature)', () => {
+    const result = parse(
+      metricsBody(
+        { name: 'step_count', units: 'count', data: [point(-1), point(-0), point(0)] },
+        { name: 'under_water_temperature', units: 'degC', data: [point(-1.5)] },
+        { name: 'body_temperature_delta', units: 'degC', data: [point(-0.4)] },
+      ),
+    );
+    assert.deepEqual(
+      result.rejections.map((r) => [r.path, r.field, r.reason, r.message]),
+      [
+        ['data.metrics[0].data[0]', 'qty', 'out_of_range', 'qty is -1 count, but step_count cannot be negative'],
+        ['data.metrics[2].data[0]', 'qty', 'out_of_range', 'qty is -0.4 degC, but body_temperature_delta cannot be negative'],
+      ],
+    );
+    assert.deepEqual(result.quantity.map((r) => [r.metric, r.qty]), [
+      ['step_count', -0],
+      ['step_count', 0],
+      ['under_water_temperature', -1.5],
+    ]);
   });
 
-  test('sleep: Q11 segments with date null are not stored; a point with neither shape is invalid', () => {
+  test('sleep: Q11 segments with date null are segments; a point with neither shape is invalid', () => {
     const result = parse(
       metricsBody({
         name: 'sleep_analysis',
@@ -701,7 +776,8 @@ describe('points', () => {
         ],
       }),
     );
-    assert.deepEqual(result.notStored, [{ type: 'sleep_segments', items: 1, reason: 'unsupported_type' }]);
+    assert.deepEqual(result.notStored, []);
+    assert.deepEqual(result.sleepSegments.map((r) => [r.stage, r.valueReceived, r.hours]), [['in_bed', 'InBed', 7]]);
     assert.deepEqual(
       result.rejections.map((r) => [r.path, r.field, r.reason]),
       [
@@ -727,12 +803,16 @@ describe('points', () => {
 describe('workouts', () => {
   const base = { id: 'W-1', name: 'Outdoor Walk', start: '2024-05-01 08:00:00 +0200', end: '2024-05-01 08:30:00 +0200', duration: 1800 };
 
-  test('Q18: a v1 workout (no id) is not stored; its v2 neighbour is', () => {
+  test('Q18: a v1 workout (no id) is stored with a derived id beside its v2 neighbour', () => {
     const v1 = { name: 'Walking', start: '2024-05-01 07:00:00 +0200', end: '2024-05-01 07:20:00 +0200', activeEnergy: { qty: 50, units: 'kcal' }, elevation: { ascent: 3, descent: 2, units: 'm' } };
     const result = parse({ data: { workouts: [v1, base, v1] } });
-    assert.deepEqual(result.notStored, [{ type: 'workouts_v1', items: 2, reason: 'unsupported_type' }]);
-    assert.equal(result.workouts.length, 1);
-    assert.equal(result.received.workouts, 1);
+    assert.deepEqual(result.notStored, []);
+    assert.deepEqual(result.workouts.map((w) => w.formatVersion), [1, 2, 1]);
+    assert.equal(result.workouts[0]!.workoutId, result.workouts[2]!.workoutId);
+    assert.deepEqual(result.workouts[0]!.summaries, { activeEnergy: { qty: 50, units: 'kcal' }, elevation: { ascent: 3, descent: 2, units: 'm' } });
+    assert.deepEqual(result.workouts[0]!.activeEnergy, { qty: 50, units: 'kcal' });
+    assert.equal(result.workouts[0]!.durationSeconds, null);
+    assert.equal(result.received.workouts, 3);
   });
 
   test('fallbacks: activeEnergy as an object, avgHeartRate/maxHeartRate; a series activeEnergy is ignored', () => {
@@ -813,5 +893,400 @@ describe('never throws', () => {
     const result = parseHaePayload(odd[9]);
     assert.deepEqual(result.quantity.map((r) => [r.metricReceived, r.metric]), [['__proto__', 'proto']]);
     assert.deepEqual(result.notStored, [{ type: '__proto__', items: 2, reason: 'unknown_key' }]);
+  });
+});
+
+/* ------------------------------------------------------------------------------------------ */
+/* Validation ranges (validate.ts) and the data types added with them. */
+
+const hrPoint = (minute: number, min: number, avg = 62, max = 75): Json => {
+  const d = new Date(Date.UTC(2025, 2, 1) + minute * 60_000).toISOString();
+  return { date: `${d.slice(0, 10)} ${d.slice(11, 19)} +0000`, Min: min, Avg: avg, Max: max, source: 'Watch' };
+};
+
+describe('validation ranges', () => {
+  test('1,000 valid heart-rate points and one with Min 12: 1,000 rows, one rejection with index, field and range', () => {
+    const points = Array.from({ length: 1001 }, (_, i) => hrPoint(i, i === 537 ? 12 : 55));
+    const result = parse(metricsBody({ name: 'heart_rate', units: 'count/min', data: points }));
+    assert.equal(result.heartRate.length, 1000);
+    assert.deepEqual(result.rejections, [
+      { type: 'metrics', path: 'data.metrics[0].data[537]', name: 'heart_rate', field: 'Min', reason: 'out_of_range', message: 'Min is 12 bpm, outside 15–300 bpm' },
+    ]);
+    assert.equal(result.received.heartRate, 1001);
+  });
+
+  test('narrower limits reject what the defaults accept', () => {
+    const body = {
+      data: {
+        metrics: [
+          { name: 'heart_rate', units: 'count/min', data: [hrPoint(0, 40, 60, 190)] },
+          { name: 'blood_pressure', units: 'mmHg', data: [{ date: '2025-03-01 08:00:00 +0000', systolic: 180, diastolic: 95 }] },
+          { name: 'blood_oxygen_saturation', units: '%', data: [point(85)] },
+          { name: 'body_temperature', units: 'degC', data: [point(39.5)] },
+        ],
+        workouts: [{ id: 'W', name: 'Run', start: '2025-03-01 08:00:00 +0000', end: '2025-03-01 09:00:00 +0000', route: [{ latitude: 60, longitude: 10, timestamp: '2025-03-01 08:00:00 +0000' }] }],
+      },
+    };
+    assert.deepEqual(parse(body).rejections, []);
+    const limits = {
+      ...defaultLimits,
+      heartRate: { min: 30, max: 180 },
+      systolic: { min: 70, max: 160 },
+      bloodOxygen: { min: 90, max: 100 },
+      bodyTemperatureC: { min: 34, max: 39 },
+      latitude: { min: -50, max: 50 },
+    };
+    const narrowed = parseHaePayload(body, { now: NOW, limits });
+    assert.deepEqual(
+      narrowed.rejections.map((r) => [r.path, r.field, r.message]),
+      [
+        ['data.metrics[0].data[0]', 'Max', 'Max is 190 bpm, outside 30–180 bpm'],
+        ['data.metrics[1].data[0]', 'systolic', 'systolic is 180 mmHg, outside 70–160 mmHg'],
+        ['data.metrics[2].data[0]', 'qty', 'qty is 85%, outside 90–100%'],
+        ['data.metrics[3].data[0]', 'qty', 'qty is 39.5 °C, outside 34–39 °C'],
+        ['data.workouts[0].route[0]', 'latitude', 'latitude is 60°, outside -50° to 50°'],
+      ],
+    );
+    assert.equal(narrowed.workouts.length, 1);
+  });
+
+  test('heart-rate quantity metrics (resting, walking average under any alias) are range-checked', () => {
+    const result = parse(
+      metricsBody(
+        { name: 'resting_heart_rate', units: 'count/min', data: [point(56), point(301)] },
+        { name: 'walking_heart_rate', units: 'count/min', data: [point(14)] },
+        { name: 'heart_rate_variability', units: 'ms', data: [point(400)] },
+      ),
+    );
+    assert.deepEqual(
+      result.rejections.map((r) => [r.path, r.message]),
+      [
+        ['data.metrics[0].data[1]', 'qty is 301 bpm, outside 15–300 bpm'],
+        ['data.metrics[1].data[0]', 'qty is 14 bpm, outside 15–300 bpm'],
+      ],
+    );
+    assert.deepEqual(result.quantity.map((r) => r.qty), [56, 400]);
+  });
+
+  test('blood oxygen: a 0–1 fraction is stored as percent; 0–100 stays; above 100 is refused (Q13, Q16)', () => {
+    const result = parse(metricsBody({ name: 'blood_oxygen_saturation', units: '%', data: [point(0.973), point(97.78), point(1), point(100.4), point(100)] }));
+    assert.deepEqual(result.quantity.map((r) => r.qty), [97.3, 97.78, 100, 100]);
+    assert.deepEqual(result.rejections.map((r) => [r.path, r.message]), [['data.metrics[0].data[3]', 'qty is 100.4%, outside 0–100%']]);
+  });
+
+  test('body temperatures: degF converted for the check only; stored as received', () => {
+    const result = parse(
+      metricsBody(
+        { name: 'body_temperature', units: 'degF', data: [point(98.6), point(120)] },
+        { name: 'basal_body_temperature', units: 'degC', data: [point(36.4), point(98.6)] },
+        { name: 'apple_sleeping_wrist_temperature', units: 'degF', data: [point(96.87, { end: '2024-05-01 09:00:00 +0200' }), point(50)] },
+      ),
+    );
+    assert.deepEqual(result.quantity.map((r) => [r.metric, r.qty, r.units]), [
+      ['body_temperature', 98.6, 'degF'],
+      ['basal_body_temperature', 36.4, 'degC'],
+      ['apple_sleeping_wrist_temperature', 96.87, 'degF'],
+    ]);
+    assert.deepEqual(result.quantity[2]!.extra, { end: '2024-05-01 09:00:00 +0200' });
+    assert.deepEqual(
+      result.rejections.map((r) => [r.path, r.message]),
+      [
+        ['data.metrics[0].data[1]', 'qty is 120 degF (48.9 °C), outside 25–45 °C'],
+        ['data.metrics[1].data[1]', 'qty is 98.6 °C, outside 25–45 °C'],
+        ['data.metrics[2].data[1]', 'qty is 50 degF (10 °C), outside 25–45 °C'],
+      ],
+    );
+  });
+
+  test('aggregated sleep: stages must fit in bed within the tolerance, except third-party entries and inBed 0', () => {
+    const entry = (extra: Json): Json => ({ date: '2024-05-02 06:00:00 +0200', source: 'Watch', asleep: 0, ...extra });
+    const result = parse(
+      metricsBody({
+        name: 'sleep_analysis',
+        units: 'hr',
+        data: [
+          entry({ inBed: 6.85, core: 5, deep: 1.5, rem: 1.5, awake: 0.67 }), // 8.67 vs 6.85: the real maximum, kept
+          entry({ inBed: 6, core: 6, deep: 2, rem: 1, awake: 0.5 }), // 9.5 > 6 + 3: refused
+          entry({ inBed: 0, core: 6, deep: 2, rem: 1, awake: 0.5 }), // no inBed: nothing to compare
+          entry({ inBed: 2, asleep: 7, core: 0, deep: 0, rem: 0, awake: 0 }), // Q8 third party
+          entry({ inBed: 8, core: -1 }), // negative hours
+        ],
+      }),
+    );
+    assert.deepEqual(
+      result.rejections.map((r) => [r.path, r.field, r.reason, r.message]),
+      [
+        ['data.metrics[0].data[1]', 'inBed', 'out_of_range', 'core + deep + rem + awake is 9.5 hr, more than inBed 6 hr plus the 3 hr tolerance'],
+        ['data.metrics[0].data[4]', 'core', 'out_of_range', 'core is -1 hr, but cannot be negative'],
+      ],
+    );
+    assert.equal(result.sleep.length, 3);
+  });
+
+  test('sleep segments: end after start, stage names case- and space-insensitive, unknown stage refused', () => {
+    const seg = (value: unknown, startDate = '2024-05-01 23:00:00 +0200', endDate = '2024-05-02 01:00:00 +0200'): Json => ({ startDate, endDate, qty: 2, value, source: 'Watch' });
+    const result = parse(metricsBody({ name: 'sleep_analysis', units: 'hr', data: [seg('in bed'), seg('REM'), seg('asleepCore'), seg('Nap'), seg(5), seg('Core', '2024-05-02 01:00:00 +0200', '2024-05-02 01:00:00 +0200'), seg(undefined)] }));
+    assert.deepEqual(result.sleepSegments.map((r) => [r.stage, r.valueReceived]), [
+      ['in_bed', 'in bed'],
+      ['rem', 'REM'],
+      ['core', 'asleepCore'],
+    ]);
+    assert.deepEqual(
+      result.rejections.map((r) => [r.path, r.field, r.reason]),
+      [
+        ['data.metrics[0].data[3]', 'value', 'invalid_shape'],
+        ['data.metrics[0].data[4]', 'value', 'invalid_shape'],
+        ['data.metrics[0].data[5]', 'endDate', 'out_of_range'],
+        ['data.metrics[0].data[6]', 'value', 'missing_value'],
+      ],
+    );
+    assert.equal(result.received.sleepSegments, 7);
+  });
+});
+
+describe('workout series, route and checks', () => {
+  const base = { id: 'W-1', name: 'Outdoor Walk', start: '2024-05-01 08:00:00 +0200', end: '2024-05-01 08:30:00 +0200', duration: 1800 };
+  const at = (minute: number): string => `2024-05-01 08:${String(minute).padStart(2, '0')}:00 +0200`;
+
+  test('hae-small.json: heart-rate series, recovery and per-minute series; route with every field', () => {
+    const result = parse(readJson(join(fixturesDir, 'composed', 'hae-small.json')));
+    const bySeries = new Map<string, number>();
+    for (const row of result.workoutSeries) bySeries.set(row.series, (bySeries.get(row.series) ?? 0) + 1);
+    assert.deepEqual(Object.fromEntries(bySeries), { heartRateData: 3, heartRateRecovery: 2, stepCount: 2, activeEnergy: 2, walkingAndRunningDistance: 2 });
+    const first = result.workoutSeries[0]!;
+    assert.deepEqual(first, {
+      workoutId: '5F1C2E3A-8B7D-4E6F-9A0B-1C2D3E4F5A6B',
+      series: 'heartRateData',
+      time: { epochMs: Date.UTC(2025, 2, 11, 17, 2), offsetMinutes: 60, localDate: '2025-03-11' },
+      qty: null,
+      min: 98,
+      avg: 112.5,
+      max: 124,
+      units: 'bpm',
+      source: 'Anna\u2019s Apple Watch',
+    });
+    assert.equal(result.workoutRoute.length, 4);
+    assert.deepEqual(result.workoutRoute[0], {
+      workoutId: '5F1C2E3A-8B7D-4E6F-9A0B-1C2D3E4F5A6B',
+      time: { epochMs: Date.UTC(2025, 2, 11, 17, 2, 14), offsetMinutes: 60, localDate: '2025-03-11' },
+      latitude: 52.520184999999998,
+      longitude: 13.404953999999999,
+      altitude: 41.283,
+      course: 87.539062999999999,
+      courseAccuracy: 12.8,
+      horizontalAccuracy: 4.6127,
+      verticalAccuracy: 3.1,
+      speed: 2.6093,
+      speedAccuracy: 0.48,
+    });
+    assert.equal(result.workouts[0]!.formatVersion, 2);
+  });
+
+  test('workout summary heart rates out of range reject the workout with the field named', () => {
+    const result = parse({
+      data: {
+        workouts: [
+          { ...base, heartRate: { min: { qty: 10, units: 'bpm' }, avg: { qty: 100, units: 'bpm' }, max: { qty: 150, units: 'bpm' } }, heartRateData: [{ date: at(1), Min: 90, Avg: 95, Max: 99 }] },
+          { ...base, id: 'W-2', maxHeartRate: { qty: 320, units: 'bpm' } },
+          { name: 'Walking', start: at(0), end: at(20), avgHeartRate: { qty: 400, units: 'bpm' } },
+          { ...base, id: 'W-4', end: base.start },
+          { ...base, id: 'W-5' },
+        ],
+      },
+    });
+    assert.deepEqual(
+      result.rejections.map((r) => [r.path, r.name, r.field, r.reason, r.message]),
+      [
+        ['data.workouts[0]', 'Outdoor Walk', 'heartRate.min.qty', 'out_of_range', 'heartRate.min.qty is 10 bpm, outside 15–300 bpm'],
+        ['data.workouts[1]', 'Outdoor Walk', 'maxHeartRate.qty', 'out_of_range', 'maxHeartRate.qty is 320 bpm, outside 15–300 bpm'],
+        ['data.workouts[2]', 'Walking', 'avgHeartRate.qty', 'out_of_range', 'avgHeartRate.qty is 400 bpm, outside 15–300 bpm'],
+        ['data.workouts[3]', 'Outdoor Walk', 'end', 'out_of_range', 'end (2024-05-01T06:00:00.000Z) is not after start (2024-05-01T06:00:00.000Z)'],
+      ],
+    );
+    assert.deepEqual(result.workouts.map((w) => w.workoutId), ['W-5']);
+    // The series of a rejected workout are neither rows nor rejections.
+    assert.equal(result.received.workoutSeries, 0);
+  });
+
+  test('a heart-rate series point out of range rejects the point only; other series are not range-checked', () => {
+    const result = parse({
+      data: {
+        workouts: [
+          {
+            ...base,
+            heartRateData: [{ date: at(1), Min: 90, Avg: 95, Max: 99 }, { date: at(2), Min: 90, Avg: 95, Max: 350 }, { date: at(3), qty: 10, units: 'bpm' }],
+            cyclingPower: [{ date: at(1), qty: 900, units: 'W' }, { date: at(2), qty: '5', units: 'W' }, { date: 'soon', qty: 5 }],
+            laps: [{ index: 1 }],
+            notes: [],
+          },
+        ],
+      },
+    });
+    assert.deepEqual(
+      result.rejections.map((r) => [r.path, r.field, r.reason]),
+      [
+        ['data.workouts[0].heartRateData[1]', 'Max', 'out_of_range'],
+        ['data.workouts[0].heartRateData[2]', 'qty', 'out_of_range'],
+        ['data.workouts[0].cyclingPower[1]', 'qty', 'not_a_number'],
+        ['data.workouts[0].cyclingPower[2]', 'date', 'invalid_date'],
+      ],
+    );
+    assert.deepEqual(result.workoutSeries.map((r) => [r.series, r.qty ?? r.max]), [
+      ['heartRateData', 99],
+      ['cyclingPower', 900],
+    ]);
+    assert.deepEqual(result.notStored, [{ type: 'workouts.laps', items: 1, reason: 'unsupported_type' }]);
+    assert.equal(result.workouts.length, 1);
+    assert.equal(result.received.workoutSeries, 6);
+  });
+
+  test('route: v2 and v1 points sniffed per point, -1 is null, bounds checked, bad points alone rejected', () => {
+    const v2 = { latitude: 48.1, longitude: 11.5, altitude: -3, course: -1, courseAccuracy: -1, horizontalAccuracy: -1, verticalAccuracy: 3, timestamp: at(1), speed: -1, speedAccuracy: -1 };
+    const result = parse({
+      data: {
+        workouts: [{ ...base, route: [v2, { lat: 52.5, lon: 13.4, altitude: 34, timestamp: at(2) }, { ...v2, latitude: 91 }, { lat: 1, lon: 181, timestamp: at(3) }, { x: 1 }, { ...v2, timestamp: null }] }, { ...base, id: 'W-2', route: 'none' }],
+      },
+    });
+    assert.deepEqual(result.workoutRoute.map((r) => [r.latitude, r.longitude, r.altitude, r.course, r.courseAccuracy, r.horizontalAccuracy, r.verticalAccuracy, r.speed, r.speedAccuracy]), [
+      [48.1, 11.5, -3, null, null, null, 3, null, null],
+      [52.5, 13.4, 34, null, null, null, null, null, null],
+    ]);
+    assert.deepEqual(
+      result.rejections.map((r) => [r.path, r.field, r.reason, r.message]),
+      [
+        ['data.workouts[0].route[2]', 'latitude', 'out_of_range', 'latitude is 91°, outside -90° to 90°'],
+        ['data.workouts[0].route[3]', 'lon', 'out_of_range', 'lon is 181°, outside -180° to 180°'],
+        ['data.workouts[0].route[4]', undefined, 'invalid_shape', 'A route point has neither latitude/longitude nor lat/lon'],
+        ['data.workouts[0].route[5]', 'timestamp', 'invalid_date', 'timestamp is missing'],
+        ['data.workouts[1].route', 'route', 'invalid_shape', 'route must be an array but is the string "none"'],
+      ],
+    );
+    assert.equal(result.workouts.length, 2);
+    assert.equal(result.received.workoutRoute, 6);
+  });
+});
+
+describe('the §1.5 arrays', () => {
+  test('allTypesPayload: one row per documented item of every data type, nothing rejected', () => {
+    const result = parse(allTypesPayload());
+    assert.deepEqual(result.rejections, []);
+    assert.deepEqual(result.notStored, []);
+    assert.deepEqual(
+      result.received,
+      receivedWith({ quantity: 5, sleepSegments: 3, workouts: 2, workoutSeries: 4, workoutRoute: 3, stateOfMind: 1, medications: 1, symptoms: 1, cycleTracking: 1, ecg: 1, heartRateNotifications: 1 }),
+    );
+    assert.deepEqual(result.stateOfMind[0], {
+      entryId: 'som-1',
+      start: { epochMs: Date.UTC(2025, 4, 5, 18), offsetMinutes: 120, localDate: '2025-05-05' },
+      end: { epochMs: Date.UTC(2025, 4, 5, 18), offsetMinutes: 120, localDate: '2025-05-05' },
+      kind: 'dailyMood',
+      labels: ['calm', 'content'],
+      associations: ['family'],
+      valence: 0.45,
+      valenceClassification: 5,
+      metadata: {},
+    });
+    assert.deepEqual(result.medications[0], {
+      displayText: 'Ibuprofen 200 mg',
+      nickname: null,
+      start: { epochMs: Date.UTC(2025, 4, 5, 6), offsetMinutes: 120, localDate: '2025-05-05' },
+      end: { epochMs: Date.UTC(2025, 4, 5, 6), offsetMinutes: 120, localDate: '2025-05-05' },
+      scheduledDate: null,
+      form: 'Tablet',
+      status: 'Taken',
+      isArchived: false,
+      dosage: 1,
+      codings: [{ code: '5640', system: 'RxNorm' }],
+    });
+    assert.deepEqual(
+      result.symptoms.map((r) => [r.name, r.severity, r.userEntered, r.source, r.start.epochMs === r.end?.epochMs]),
+      [['Headache', 'Mild', true, 'Health', true]],
+    );
+    assert.deepEqual(result.cycleTracking.map((r) => [r.name, r.value, r.isCycleStart, r.source, r.end?.localDate]), [['Menstrual Flow', 'Medium', true, '', '2025-05-06']]);
+    const ecg = result.ecg[0]!;
+    assert.deepEqual([ecg.voltages, ecg.voltageUnits, ecg.samplingFrequencyHz, ecg.classification, ecg.numberOfVoltageMeasurements], [[0.000012, -0.0000305, 0.000201], 'V', 512, 'Sinus Rhythm', 3]);
+    assert.deepEqual(result.heartRateNotifications[0]!.heartRate, [{ hr: 125, units: 'bpm', start: '2025-05-07T12:00:00.000Z', end: '2025-05-07T12:05:00.000Z', interval: { duration: 300, units: 's' } }]);
+    assert.deepEqual(result.heartRateNotifications[0]!.heartRateVariation, [{ hrv: 31, units: 'ms', start: '2025-05-07T12:00:00.000Z', end: '2025-05-07T12:05:00.000Z', interval: { duration: 300, units: 's' } }]);
+    assert.equal(result.heartRateNotifications[0]!.threshold, 120);
+  });
+
+  test('stateOfMind: ISO-8601 Z dates, valence outside −1…1 refused, missing id refused', () => {
+    const mood = { id: 'm', start: '2025-05-05T18:00:00Z', end: '2025-05-05T18:00:00Z', kind: 'momentaryEmotion', labels: ['happy'], associations: [], valence: -0.2, valenceClassification: 'slightlyUnpleasant' };
+    const result = parse({ data: { stateOfMind: [mood, { ...mood, valence: 1.5 }, { ...mood, id: undefined }, { ...mood, labels: 'happy' }, { ...mood, end: undefined, metadata: null }] } });
+    assert.deepEqual(
+      result.rejections.map((r) => [r.type, r.path, r.field, r.reason]),
+      [
+        ['stateOfMind', 'data.stateOfMind[1]', 'valence', 'out_of_range'],
+        ['stateOfMind', 'data.stateOfMind[2]', 'id', 'missing_value'],
+        ['stateOfMind', 'data.stateOfMind[3]', 'labels', 'invalid_shape'],
+      ],
+    );
+    assert.deepEqual(result.stateOfMind.map((r) => [r.start.offsetMinutes, r.end?.epochMs ?? null, r.valence, r.valenceClassification, r.metadata]), [
+      [0, Date.UTC(2025, 4, 5, 18), -0.2, 'slightlyUnpleasant', null],
+      [0, null, -0.2, 'slightlyUnpleasant', null],
+    ]);
+  });
+
+  test('ecg: a non-numeric voltage rejects the reading; a reading without measurements has none', () => {
+    const reading = allTypesPayload() as { data: { ecg: Json[] } };
+    const good = reading.data.ecg[0]!;
+    const measurements = good['voltageMeasurements'] as Json[];
+    const bad = { ...good, voltageMeasurements: [measurements[0], { ...measurements[1], voltage: 'x' }] };
+    const result = parse({ data: { ecg: [bad, { start: '2025-05-06 10:00:00 +0200' }, good] } });
+    assert.deepEqual(result.rejections.map((r) => [r.path, r.field, r.reason]), [['data.ecg[0]', 'voltageMeasurements[1].voltage', 'not_a_number']]);
+    assert.deepEqual(result.ecg.map((r) => r.voltages.length), [0, 3]);
+  });
+
+  test('symptoms, medications, cycle tracking, notifications: end before start refused; lenient optional fields', () => {
+    const result = parse({
+      data: {
+        symptoms: [{ name: 'Cough', start: '2025-05-05 07:00:00 +0200', end: '2025-05-05 06:00:00 +0200' }, { name: 'Cough', start: '2025-05-05 07:00:00 +0200', severity: 2 }],
+        medications: [{ start: '2025-05-05 08:00:00 +0200' }, { displayText: 'Vitamin D', start: '2025-05-05 08:00:00 +0200', dosage: '1000 IU' }],
+        cycleTracking: [{ name: 'Basal', start: '2025-05-06 00:00:00 +0200', value: 1 }, { name: 'Flow', start: '2025-05-06 00:00:00 +0200', value: { a: 1 } }],
+        heartRateNotifications: [{ start: '2025-05-07 14:00:00 +0200', heartRateVariation: [{ hrv: 30, units: 'ms', timestamp: [{ start: '2025-05-07 14:00:00 +0200' }] }] }, { start: '2025-05-07 14:00:00 +0200', heartRate: [{ hr: 'fast' }] }],
+      },
+    });
+    assert.deepEqual(
+      result.rejections.map((r) => [r.path, r.name, r.field, r.reason]),
+      [
+        ['data.symptoms[0]', 'Cough', 'end', 'out_of_range'],
+        ['data.medications[0]', undefined, 'displayText', 'missing_value'],
+        ['data.cycleTracking[1]', 'Flow', 'value', 'invalid_shape'],
+        ['data.heartRateNotifications[1]', undefined, 'heartRate[0].hr', 'not_a_number'],
+      ],
+    );
+    assert.deepEqual(result.symptoms.map((r) => [r.severity, r.end, r.source]), [['2', null, '']]);
+    assert.deepEqual(result.medications.map((r) => r.dosage), ['1000 IU']);
+    assert.deepEqual(result.cycleTracking.map((r) => r.value), [1]);
+    // The wiki's `timestamp: [ {…} ]` typo is read as its one element.
+    assert.deepEqual(result.heartRateNotifications[0]!.heartRateVariation, [{ hrv: 30, units: 'ms', start: '2025-05-07T12:00:00.000Z', end: null, interval: null }]);
+    assert.equal(result.heartRateNotifications[0]!.threshold, null);
+  });
+});
+
+describe('text PostgreSQL cannot store', () => {
+  test('a U+0000 anywhere in an item rejects that item alone, naming the field', () => {
+    const result = parse({
+      data: {
+        metrics: [
+          {
+            name: 'step_count',
+            units: 'count',
+            data: [
+              { date: '2025-01-01 10:00:00 +0000', qty: 1, source: 'ok' },
+              { date: '2025-01-01 11:00:00 +0000', qty: 2, source: 'bad\u0000source' },
+            ],
+          },
+        ],
+        workouts: [{ id: 'w1', name: 'Run', start: '2025-01-01 10:00:00 +0000', end: '2025-01-01 11:00:00 +0000', metadata: { 'k\u0000': 1 } }],
+      },
+    });
+    assert.equal(result.quantity.length, 1);
+    assert.equal(result.workouts.length, 0);
+    const reasons = result.rejections.map((r) => [r.path, r.reason, r.field]);
+    assert.deepEqual(reasons, [
+      ['data.metrics[0].data[1]', 'unstorable_text', 'source'],
+      ['data.workouts[0]', 'unstorable_text', 'metadata'],
+    ]);
   });
 });

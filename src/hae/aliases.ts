@@ -29,6 +29,10 @@ export const metricAliases: Readonly<Record<string, string>> = {
   downhill_snow_sports: 'distance_downhill_snow_sports',
   forced_expiratory_volume: 'forced_expiratory_volume_1',
   number_of_time_fallen: 'number_of_times_fallen',
+  // Not aliased: `high_/low_/irregular_heart_rate_notifications` (2021 names inside `metrics`).
+  // Their successor is the top-level `heartRateNotifications` array with another shape (§1.5),
+  // so they stay open names read as quantity points. `six-minute_…`, `stair_speed:_up/_down`
+  // and `weight_&_body_mass` need no entry: foldMetricName already gives the canonical name.
 };
 
 /**

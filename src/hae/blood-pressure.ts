@@ -12,7 +12,7 @@ export const bloodPressureShape: MetricShape<'bloodPressure'> = {
     const parsed = bloodPressurePointSchema.safeParse(point);
     if (!parsed.success) return problemFromZod(parsed.error, point, `${metric.received} point`);
     const { systolic, diastolic } = parsed.data;
-    const rangeProblem = checkBloodPressure(systolic, diastolic);
+    const rangeProblem = checkBloodPressure(systolic, diastolic, metric.limits);
     if (rangeProblem !== null) return rangeProblem;
     const time = checkDate(parsed.data.date, 'date', metric.bounds);
     if (time instanceof Problem) return time;

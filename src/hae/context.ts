@@ -1,7 +1,8 @@
 import type { ItemRejection } from '../../broker/types.js';
 import type { RejectionReason } from '../errors.js';
+import type { ValidationLimits } from './limits.js';
 import { sampleKinds, type ParsedPayload, type SampleKind } from './types.js';
-import { dateBoundsAt, type DateBounds, type Problem } from './validate.js';
+import { dateBoundsAt, Problem, type DateBounds } from './validate.js';
 
 /** The row type stored for each sample kind (the ParsedPayload array of the same name). */
 export type RowOf<K extends SampleKind> = ParsedPayload[K][number];
@@ -11,16 +12,36 @@ type NotStoredEntry = ParsedPayload['notStored'][number];
 /** Collects rows, counts, rejections and not-stored parts while a payload is walked. */
 export class ParseContext {
   readonly bounds: DateBounds;
+  readonly limits: ValidationLimits;
   readonly result: ParsedPayload;
   private readonly notStoredByKey = new Map<string, NotStoredEntry>();
 
-  constructor(now: Date) {
+  constructor(now: Date, limits: ValidationLimits) {
+    this.limits = limits;
     // An invalid `now` must not disable the range check (NaN compares false with everything).
     const safeNow = Number.isFinite(now.getTime()) ? now : new Date();
     this.bounds = dateBoundsAt(safeNow);
     const received = {} as Record<SampleKind, number>;
     for (const kind of sampleKinds) received[kind] = 0;
-    this.result = { quantity: [], heartRate: [], bloodPressure: [], sleep: [], workouts: [], received, rejections: [], notStored: [] };
+    this.result = {
+      quantity: [],
+      heartRate: [],
+      bloodPressure: [],
+      sleep: [],
+      sleepSegments: [],
+      workouts: [],
+      workoutSeries: [],
+      workoutRoute: [],
+      stateOfMind: [],
+      medications: [],
+      symptoms: [],
+      cycleTracking: [],
+      ecg: [],
+      heartRateNotifications: [],
+      received,
+      rejections: [],
+      notStored: [],
+    };
   }
 
   /** A valid item of `kind`: counted as received and kept. */
@@ -33,6 +54,22 @@ export class ParseContext {
   rejectItem(kind: SampleKind, type: string, path: string, name: string | undefined, problem: Problem): void {
     this.result.received[kind]++;
     this.reject(type, path, name, problem);
+  }
+
+  /**
+   * One item of `kind` (a row or a Problem) at `path`: kept, or counted and rejected. Returns
+   * whether it was kept. Every row passes here, so this is where text the database cannot hold
+   * (U+0000, refused by both text and jsonb) turns the item into a rejection instead of failing
+   * the whole payload's transaction.
+   */
+  settle<K extends SampleKind>(kind: K, outcome: RowOf<K> | Problem, type: string, path: string, name: string | undefined): boolean {
+    const problem = outcome instanceof Problem ? outcome : nulProblem(outcome);
+    if (problem) {
+      this.rejectItem(kind, type, path, name, problem);
+      return false;
+    }
+    this.accept(kind, outcome as RowOf<K>);
+    return true;
   }
 
   /** A rejection that belongs to no sample kind (a whole metric object, the envelope). */
@@ -55,4 +92,24 @@ export class ParseContext {
     this.notStoredByKey.set(key, entry);
     this.result.notStored.push(entry);
   }
+}
+
+const NUL = '\u0000';
+
+/** A Problem when any string (value or key) inside the row contains U+0000. */
+function nulProblem(row: unknown): Problem | null {
+  const found = findNul(row, '', 0);
+  return found === null ? null : new Problem(found || undefined, 'unstorable_text', `${found || 'A text'} contains the character U+0000, which the database cannot store`);
+}
+
+function findNul(value: unknown, field: string, depth: number): string | null {
+  if (typeof value === 'string') return value.includes(NUL) ? field : null;
+  if (value === null || typeof value !== 'object' || depth > 80) return null;
+  for (const [key, child] of Object.entries(value)) {
+    const childField = field ? `${field}.${key}` : key;
+    if (key.includes(NUL)) return field || 'a key';
+    const hit = findNul(child, childField, depth + 1);
+    if (hit !== null) return hit;
+  }
+  return null;
 }

@@ -1,6 +1,6 @@
 import type { MetricShape } from './metric-shape.js';
 import { heartRatePointSchema } from './schema.js';
-import { checkDate, describeValue, isPlainObject, missingHeartRateProblem, Problem, problemFromZod, sourceOrEmpty } from './validate.js';
+import { checkDate, checkHeartRates, describeValue, isPlainObject, missingHeartRateProblem, Problem, problemFromZod, sourceOrEmpty } from './validate.js';
 
 /** `heart_rate` points `{date, Min, Avg, Max, source?}` (capitalised keys, §1.4). */
 export const heartRateShape: MetricShape<'heartRate'> = {
@@ -12,16 +12,28 @@ export const heartRateShape: MetricShape<'heartRate'> = {
     const parsed = heartRatePointSchema.safeParse(point);
     if (!parsed.success) return problemFromZod(parsed.error, point, `${metric.received} point`);
     const { Min, Avg, Max, qty } = parsed.data;
-    let min = Min ?? null;
-    let avg = Avg ?? null;
-    let max = Max ?? null;
+    const min = Min ?? null;
+    const avg = Avg ?? null;
+    const max = Max ?? null;
+    const time = checkDate(parsed.data.date, 'date', metric.bounds);
+    if (time instanceof Problem) return time;
+    const source = sourceOrEmpty(parsed.data.source);
+    const units = parsed.data.units ?? metric.units;
     if (min === null && avg === null && max === null) {
       // An instantaneous sample written as `qty` (unaggregated export): min = avg = max.
       if (qty === null || qty === undefined) return missingHeartRateProblem();
-      min = avg = max = qty;
+      const range = checkHeartRates([['qty', qty]], metric.limits);
+      return range ?? { time, source, min: qty, avg: qty, max: qty, units };
     }
-    const time = checkDate(parsed.data.date, 'date', metric.bounds);
-    if (time instanceof Problem) return time;
-    return { time, source: sourceOrEmpty(parsed.data.source), min, avg, max, units: parsed.data.units ?? metric.units };
+    // Q16: each of Min, Avg, Max on its own, so the message names the one that is wrong.
+    const range = checkHeartRates(
+      [
+        ['Min', min],
+        ['Avg', avg],
+        ['Max', max],
+      ],
+      metric.limits,
+    );
+    return range ?? { time, source, min, avg, max, units };
   },
 };

@@ -1,4 +1,5 @@
 import type { RowOf } from './context.js';
+import type { ValidationLimits } from './limits.js';
 import type { SampleKind } from './types.js';
 import type { DateBounds, Problem } from './validate.js';
 
@@ -11,19 +12,18 @@ export interface MetricInfo {
   /** The metric object's `units` ('' when missing): units are per metric object, not per point (§1.3). */
   units: string;
   bounds: DateBounds;
-}
-
-/** A point that is valid but of a shape not stored in tables yet; `type` names the notStored entry. */
-export class Unsupported {
-  constructor(readonly type: string) {}
+  limits: ValidationLimits;
 }
 
 /**
  * How the points of one kind of metric are read. Adding a point shape is adding a file with one
- * of these and a case in metrics.ts.
+ * of these and an entry in the table of metrics.ts.
  */
 export interface MetricShape<K extends SampleKind> {
   /** The kind a point is counted under when it is a row or a rejection. */
   readonly kind: K;
-  parsePoint(point: unknown, metric: MetricInfo): RowOf<K> | Problem | Unsupported;
+  parsePoint(point: unknown, metric: MetricInfo): RowOf<K> | Problem;
 }
+
+/** Picks the shape of one point: decided per point, never per body (sleep mixes two shapes). */
+export type PointShapeSelector = (point: unknown) => MetricShape<SampleKind>;

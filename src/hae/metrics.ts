@@ -2,22 +2,32 @@ import { canonicalMetricName } from './aliases.js';
 import { bloodPressureShape } from './blood-pressure.js';
 import type { ParseContext } from './context.js';
 import { heartRateShape } from './heart-rate.js';
-import { Unsupported, type MetricInfo, type MetricShape } from './metric-shape.js';
+import type { MetricInfo, MetricShape, PointShapeSelector } from './metric-shape.js';
 import { quantityShape } from './quantity.js';
 import { metricObjectSchema } from './schema.js';
-import { sleepShape } from './sleep.js';
+import { sexualActivityShapeOf } from './sexual-activity.js';
+import { sleepShapeOf } from './sleep-shape.js';
 import type { SampleKind } from './types.js';
 import { describeValue, isPlainObject, Problem, problemFromZod } from './validate.js';
 
 const REJECTION_TYPE = 'metrics';
 
-function parsePoints<K extends SampleKind>(shape: MetricShape<K>, points: readonly unknown[], metric: MetricInfo, basePath: string, ctx: ParseContext): void {
-  for (let i = 0; i < points.length; i++) {
-    const outcome = shape.parsePoint(points[i], metric);
-    if (outcome instanceof Problem) ctx.rejectItem(shape.kind, REJECTION_TYPE, `${basePath}.data[${i}]`, metric.received, outcome);
-    else if (outcome instanceof Unsupported) ctx.notStored(outcome.type, 1, 'unsupported_type');
-    else ctx.accept(shape.kind, outcome);
-  }
+/**
+ * The point shape by canonical name. Every name not listed is a quantity metric: names are open
+ * text and an unknown name is never rejected (§1.8). A new shape is a file and an entry here.
+ * blood_glucose (mealTime), insulin_delivery (reason), handwashing/toothbrushing (value) and
+ * apple_sleeping_wrist_temperature (end) are quantity points whose other scalars go to `extra`.
+ */
+const shapeByMetric: ReadonlyMap<string, PointShapeSelector> = new Map<string, PointShapeSelector>([
+  ['heart_rate', () => heartRateShape],
+  ['blood_pressure', () => bloodPressureShape],
+  ['sleep_analysis', sleepShapeOf],
+  ['sexual_activity', sexualActivityShapeOf],
+]);
+const quantitySelector: PointShapeSelector = () => quantityShape;
+
+function parsePoint<K extends SampleKind>(shape: MetricShape<K>, point: unknown, metric: MetricInfo, path: string, ctx: ParseContext): void {
+  ctx.settle(shape.kind, shape.parsePoint(point, metric), REJECTION_TYPE, path, metric.received);
 }
 
 /** One object of `data.metrics`: `{name, units, data: [points]}`. */
@@ -39,21 +49,11 @@ function parseMetricObject(raw: unknown, index: number, ctx: ParseContext): void
     return;
   }
   const canonicalName = canonicalMetricName(name);
-  const metric: MetricInfo = { name: canonicalName, received: name, units: units ?? '', bounds: ctx.bounds };
+  const metric: MetricInfo = { name: canonicalName, received: name, units: units ?? '', bounds: ctx.bounds, limits: ctx.limits };
   // Q4: `data: []` (or no `data`) is a selected metric without samples.
   const points = data ?? [];
-  // The point shape by canonical name. Every name not listed is a quantity metric: names are
-  // open text and an unknown name is never rejected (§1.8). A new shape is a file and a case.
-  switch (canonicalName) {
-    case 'heart_rate':
-      return parsePoints(heartRateShape, points, metric, path, ctx);
-    case 'blood_pressure':
-      return parsePoints(bloodPressureShape, points, metric, path, ctx);
-    case 'sleep_analysis':
-      return parsePoints(sleepShape, points, metric, path, ctx);
-    default:
-      return parsePoints(quantityShape, points, metric, path, ctx);
-  }
+  const shapeOf = shapeByMetric.get(canonicalName) ?? quantitySelector;
+  for (let i = 0; i < points.length; i++) parsePoint(shapeOf(points[i]), points[i], metric, `${path}.data[${i}]`, ctx);
 }
 
 /** `data.metrics`: every metric object is read on its own; a bad one never hides the others. */

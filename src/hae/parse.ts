@@ -1,20 +1,38 @@
 import { ParseContext } from './context.js';
+import { cycleTrackingParser } from './cycle-tracking.js';
+import { ecgParser } from './ecg.js';
+import { heartRateNotificationParser } from './heart-rate-notifications.js';
+import { defaultLimits, type ValidationLimits } from './limits.js';
+import { medicationParser } from './medications.js';
 import { parseMetricsSection } from './metrics.js';
+import { recordSection } from './record-section.js';
 import { envelopeSchema } from './schema.js';
+import { stateOfMindParser } from './state-of-mind.js';
+import { symptomParser } from './symptoms.js';
 import type { ParsedPayload } from './types.js';
 import { describeValue, isPlainObject, Problem } from './validate.js';
 import { parseWorkoutsSection } from './workouts.js';
 
 export type { ParsedPayload } from './types.js';
 
-/** Keys of `data` that are read into rows in this version. */
-const sectionParsers = new Map<string, (value: unknown, ctx: ParseContext) => void>([
+export interface ParseOptions {
+  /** Bounds future dates (now + 2 days); default: the current time. */
+  now?: Date;
+  /** Medical and physical ranges; default `defaultLimits` (configuration may narrow them). */
+  limits?: ValidationLimits;
+}
+
+/** Every key of `data` that HAE writes (§1.1), and its reader. */
+const sectionParsers: ReadonlyMap<string, (value: unknown, ctx: ParseContext) => void> = new Map([
   ['metrics', parseMetricsSection],
   ['workouts', parseWorkoutsSection],
+  ['stateOfMind', recordSection('stateOfMind', stateOfMindParser)],
+  ['medications', recordSection('medications', medicationParser)],
+  ['symptoms', recordSection('symptoms', symptomParser)],
+  ['cycleTracking', recordSection('cycleTracking', cycleTrackingParser)],
+  ['ecg', recordSection('ecg', ecgParser)],
+  ['heartRateNotifications', recordSection('heartRateNotifications', heartRateNotificationParser)],
 ]);
-
-/** Documented HAE data types (§1.5) kept only in the raw payload until they are modelled. */
-const unmodelledSections = new Set(['stateOfMind', 'medications', 'symptoms', 'cycleTracking', 'ecg', 'heartRateNotifications']);
 
 function itemCount(value: unknown): number {
   return Array.isArray(value) ? value.length : 1;
@@ -22,27 +40,22 @@ function itemCount(value: unknown): number {
 
 function parseDataKey(key: string, value: unknown, ctx: ParseContext): void {
   const parseSection = sectionParsers.get(key);
-  if (parseSection !== undefined) {
-    // Only the selected data types are present, and a null one is the same as an absent one.
-    if (value !== null && value !== undefined) parseSection(value, ctx);
+  if (parseSection === undefined) {
+    ctx.notStored(key, itemCount(value), 'unknown_key');
     return;
   }
-  if (unmodelledSections.has(key)) {
-    const items = value === null ? 0 : itemCount(value);
-    if (items > 0) ctx.notStored(key, items, 'unsupported_type');
-    return;
-  }
-  ctx.notStored(key, itemCount(value), 'unknown_key');
+  // Only the selected data types are present, and a null one is the same as an absent one.
+  if (value !== null && value !== undefined) parseSection(value, ctx);
 }
 
 /**
  * Reads a Health Auto Export body (already JSON.parse'd) into rows. Never throws on any JSON
  * value: whatever cannot be stored becomes a rejection (with its path and reason) or a
  * notStored entry, and one bad item never affects its neighbours. Pure: `now` (default: the
- * current time) only bounds future dates.
+ * current time) only bounds future dates; `limits` (default `defaultLimits`) are the ranges.
  */
-export function parseHaePayload(input: unknown, options?: { now?: Date }): ParsedPayload {
-  const ctx = new ParseContext(options?.now ?? new Date());
+export function parseHaePayload(input: unknown, options?: ParseOptions): ParsedPayload {
+  const ctx = new ParseContext(options?.now ?? new Date(), options?.limits ?? defaultLimits);
   // `{}` is what an automation with nothing selected sends: valid, and it yields nothing.
   if (isPlainObject(input) && Object.keys(input).length === 0) return ctx.result;
   const envelope = envelopeSchema.safeParse(input);

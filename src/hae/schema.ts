@@ -14,14 +14,14 @@ import { z } from 'zod';
  * fast path in dates.ts.
  */
 
-const optionalNumber = z.number().nullish();
+export const optionalNumber = z.number().nullish();
 /**
  * A date, checked by dates.ts, never by zod. Optional to zod (zod 4 treats a bare z.unknown()
  * key as required) so that a missing date is `invalid_date`, like any unusable date.
  */
-const dateField = z.unknown().optional();
+export const dateField = z.unknown().optional();
 /** Q1/Q2: `source` is often missing, sometimes "" or null. */
-const optionalSource = z.string().nullish();
+export const optionalSource = z.string().nullish();
 
 /** `{"data": {...}}`: keys are checked one by one so a bad key never hides the good ones. */
 export const envelopeSchema = z.looseObject({
@@ -99,6 +99,23 @@ export const sleepAggregatedMarkers = ['asleep', 'inBed', 'totalSleep', 'core', 
 /** Keys whose presence marks an unaggregated sleep segment `{startDate, endDate, qty, value}`. */
 export const sleepSegmentMarkers = ['startDate', 'endDate'] as const;
 
+export function hasAnyKey(item: Record<string, unknown>, keys: readonly string[]): boolean {
+  for (const key of keys) if (Object.hasOwn(item, key)) return true;
+  return false;
+}
+
+/**
+ * Unaggregated sleep ("Summarize Data" off): `{startDate, endDate, qty (hours), value, source}`;
+ * Q11: `date` may be present and null. `value` is checked by sleep-segments.ts.
+ */
+export const sleepSegmentSchema = z.looseObject({
+  startDate: dateField,
+  endDate: dateField,
+  qty: optionalNumber,
+  value: z.unknown().optional(),
+  source: optionalSource,
+});
+
 /** `{qty, units}` as used by workout summaries; units may be missing (kept as ''). */
 export const qtyWithUnitsSchema = z.looseObject({
   qty: z.number(),
@@ -109,27 +126,74 @@ export const qtyWithUnitsSchema = z.looseObject({
 });
 export type QtyWithUnitsInput = z.infer<typeof qtyWithUnitsSchema>;
 
-/** Workout export version 2 (§1.6): recognised by its HealthKit `id`. */
-export const workoutV2Schema = z.looseObject({
-  id: z.string().min(1),
+const heartRateSummarySchema = z.looseObject({
+  min: qtyWithUnitsSchema.nullish(),
+  avg: qtyWithUnitsSchema.nullish(),
+  max: qtyWithUnitsSchema.nullish(),
+});
+
+/** v1 `elevation: {ascent, descent, units}` (§1.6). */
+export const elevationSchema = z.looseObject({
+  ascent: optionalNumber,
+  descent: optionalNumber,
+  units: z.string().nullish(),
+});
+
+/** Fields both workout export versions share (§1.6). */
+const workoutCommonFields = {
   name: z.string(),
   start: dateField,
   end: dateField,
   duration: optionalNumber,
   location: z.string().nullish(),
   isIndoor: z.boolean().nullish(),
+  /** Checked here; the row keeps the input's own object (zod's copy loses a `__proto__` key). */
   metadata: z.record(z.string(), z.unknown()).nullish(),
   activeEnergyBurned: qtyWithUnitsSchema.nullish(),
   totalEnergy: qtyWithUnitsSchema.nullish(),
   distance: qtyWithUnitsSchema.nullish(),
   avgHeartRate: qtyWithUnitsSchema.nullish(),
   maxHeartRate: qtyWithUnitsSchema.nullish(),
-  heartRate: z
-    .looseObject({
-      min: qtyWithUnitsSchema.nullish(),
-      avg: qtyWithUnitsSchema.nullish(),
-      max: qtyWithUnitsSchema.nullish(),
-    })
-    .nullish(),
+  heartRate: heartRateSummarySchema.nullish(),
+  elevation: elevationSchema.nullish(),
+};
+
+/** Workout export version 1 (legacy, Q18): no `id`. */
+export const workoutV1Schema = z.looseObject(workoutCommonFields);
+
+/** Workout export version 2 (§1.6): recognised by its HealthKit `id`. */
+export const workoutV2Schema = z.looseObject({ id: z.string().min(1), ...workoutCommonFields });
+export type WorkoutInput = z.infer<typeof workoutV1Schema>;
+
+/** A point of a workout series: `{date, qty, units}` or heart rate `{date, Min, Avg, Max, units}`. */
+export const workoutSeriesPointSchema = z.looseObject({
+  date: dateField,
+  qty: optionalNumber,
+  Min: optionalNumber,
+  Avg: optionalNumber,
+  Max: optionalNumber,
+  units: z.string().nullish(),
+  source: optionalSource,
 });
-export type WorkoutV2 = z.infer<typeof workoutV2Schema>;
+
+/** v2 route point (§1.6, [S1, S8 Workout.ts]). */
+export const routePointV2Schema = z.looseObject({
+  latitude: z.number(),
+  longitude: z.number(),
+  altitude: optionalNumber,
+  course: optionalNumber,
+  courseAccuracy: optionalNumber,
+  horizontalAccuracy: optionalNumber,
+  verticalAccuracy: optionalNumber,
+  speed: optionalNumber,
+  speedAccuracy: optionalNumber,
+  timestamp: dateField,
+});
+
+/** v1 route point `{lat, lon, altitude, timestamp}`. */
+export const routePointV1Schema = z.looseObject({
+  lat: z.number(),
+  lon: z.number(),
+  altitude: optionalNumber,
+  timestamp: dateField,
+});

@@ -1,17 +1,7 @@
 import type { MetricShape } from './metric-shape.js';
-import { Unsupported } from './metric-shape.js';
-import { sleepAggregatedMarkers, sleepAggregatedSchema, sleepSegmentMarkers, type SleepAggregatedEntry } from './schema.js';
+import { hasAnyKey, sleepAggregatedMarkers, sleepAggregatedSchema, type SleepAggregatedEntry } from './schema.js';
 import type { Instant, SleepRow } from './types.js';
-import { checkDate, checkOptionalDate, describeValue, isPlainObject, Problem, problemFromZod, type DateBounds } from './validate.js';
-
-/** The notStored type of unaggregated sleep segments ("Summarize Data" off), modelled in a later issue. */
-export const SLEEP_SEGMENTS_TYPE = 'sleep_segments';
-const segment = new Unsupported(SLEEP_SEGMENTS_TYPE);
-
-function hasAnyKey(point: Record<string, unknown>, keys: readonly string[]): boolean {
-  for (const key of keys) if (Object.hasOwn(point, key)) return true;
-  return false;
-}
+import { checkDate, checkNotNegative, checkOptionalDate, checkSleepStages, describeValue, isPlainObject, Problem, problemFromZod, type DateBounds } from './validate.js';
 
 /**
  * Time asleep / time in bed. Asleep is totalSleep when given (2024+ docs); else `asleep` when
@@ -28,7 +18,10 @@ export function sleepEfficiency(entry: Pick<SleepRow, 'totalSleep' | 'asleep' | 
   else if (entry.asleep !== null && entry.asleep > 0) asleep = entry.asleep;
   else if (entry.core !== null || entry.deep !== null || entry.rem !== null) asleep = (entry.core ?? 0) + (entry.deep ?? 0) + (entry.rem ?? 0);
   else asleep = entry.asleep;
-  return asleep === null ? null : asleep / inBed;
+  if (asleep === null) return null;
+  const efficiency = asleep / inBed;
+  // 1e308 hours over a tiny inBed is Infinity, which no column can hold.
+  return Number.isFinite(efficiency) ? efficiency : null;
 }
 
 interface SleepInstants {
@@ -54,9 +47,17 @@ function checkSleepDates(entry: SleepAggregatedEntry, metricBounds: DateBounds):
   return { date, sleepStart, sleepEnd, inBedStart, inBedEnd };
 }
 
+function checkAmounts(amounts: Record<string, number | null>): Problem | null {
+  for (const [field, value] of Object.entries(amounts)) {
+    const problem = checkNotNegative(field, value, 'hr');
+    if (problem !== null) return problem;
+  }
+  return checkSleepStages({ core: amounts['core'] ?? null, deep: amounts['deep'] ?? null, rem: amounts['rem'] ?? null, awake: amounts['awake'] ?? null, inBed: amounts['inBed'] ?? null });
+}
+
 /**
- * `sleep_analysis` points. The shape is decided per point, not per body: a body may mix
- * aggregated entries (before/after app v6.6.2) and unaggregated segments (fixture caveat, §5).
+ * An aggregated `sleep_analysis` entry ("Summarize Data" on), either shape (before/after app
+ * v6.6.2). sleep-shape.ts decides per point whether a point is this or a segment.
  */
 export const sleepShape: MetricShape<'sleep'> = {
   kind: 'sleep',
@@ -65,8 +66,6 @@ export const sleepShape: MetricShape<'sleep'> = {
       return new Problem(undefined, 'invalid_shape', `A ${metric.received} entry must be an object but is ${describeValue(point)}`);
     }
     if (!hasAnyKey(point, sleepAggregatedMarkers)) {
-      // Q11: segments may carry `"date": null`; they are recognised by startDate/endDate.
-      if (hasAnyKey(point, sleepSegmentMarkers)) return segment;
       return new Problem(undefined, 'invalid_shape', `A ${metric.received} entry has neither sleep amounts (asleep, inBed, …) nor startDate/endDate`);
     }
     const parsed = sleepAggregatedSchema.safeParse(point);
@@ -83,6 +82,8 @@ export const sleepShape: MetricShape<'sleep'> = {
       awake: entry.awake ?? null,
       inBed: entry.inBed ?? null,
     };
+    const amountProblem = checkAmounts(amounts);
+    if (amountProblem !== null) return amountProblem;
     const sleepSource = entry.sleepSource ?? null;
     const inBedSource = entry.inBedSource ?? null;
     const row: SleepRow = {

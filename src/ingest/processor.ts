@@ -1,14 +1,24 @@
 import type pg from 'pg';
 import type { ItemRejection, ProcessingResult, TypeCounts } from '../../broker/types.js';
 import { parseHaePayload } from '../hae/parse.js';
+import type { ValidationLimits } from '../hae/limits.js';
 import type { ParsedPayload } from '../hae/types.js';
 import { inTransaction } from '../store/pool.js';
 import { monthOf, type PartitionManager } from '../store/partitions.js';
 import {
   bloodPressureTable,
+  cycleTrackingTable,
+  ecgTable,
+  heartRateNotificationTable,
   heartRateTable,
+  medicationTable,
   quantityTable,
+  sleepSegmentTable,
   sleepTable,
+  stateOfMindTable,
+  symptomTable,
+  workoutRouteTable,
+  workoutSeriesTable,
   workoutTable,
   type SampleTable,
 } from '../store/sample-tables.js';
@@ -22,14 +32,62 @@ interface Job<R> {
   rows: readonly R[];
 }
 
+const job = <R>(table: SampleTable<R>, rows: readonly R[]): Job<unknown> => ({ table, rows }) as Job<unknown>;
+
+/** One job per data type, in a fixed order (workouts before their series and routes). */
 function jobsOf(parsed: ParsedPayload): Job<unknown>[] {
   return [
-    { table: quantityTable, rows: parsed.quantity },
-    { table: heartRateTable, rows: parsed.heartRate },
-    { table: bloodPressureTable, rows: parsed.bloodPressure },
-    { table: sleepTable, rows: parsed.sleep },
-    { table: workoutTable, rows: parsed.workouts },
-  ] as Job<unknown>[];
+    job(quantityTable, parsed.quantity),
+    job(heartRateTable, parsed.heartRate),
+    job(bloodPressureTable, parsed.bloodPressure),
+    job(sleepTable, parsed.sleep),
+    job(sleepSegmentTable, parsed.sleepSegments),
+    job(workoutTable, parsed.workouts),
+    job(workoutSeriesTable, parsed.workoutSeries),
+    job(workoutRouteTable, parsed.workoutRoute),
+    job(stateOfMindTable, parsed.stateOfMind),
+    job(medicationTable, parsed.medications),
+    job(symptomTable, parsed.symptoms),
+    job(cycleTrackingTable, parsed.cycleTracking),
+    job(ecgTable, parsed.ecg),
+    job(heartRateNotificationTable, parsed.heartRateNotifications),
+  ];
+}
+
+/**
+ * The database refused a row the parser accepted (a CHECK or NOT NULL constraint): the parser and
+ * migration 0002 disagree. The whole payload's transaction is rolled back; the message names the
+ * data type and the constraint, and leaves out PostgreSQL's DETAIL (it can hold a whole ECG).
+ */
+export class ConstraintViolationError extends Error {
+  constructor(
+    readonly label: string,
+    readonly constraint: string | undefined,
+    readonly sqlState: string,
+    cause: unknown,
+  ) {
+    super(
+      `${label}: the database refused a row the parser accepted` +
+        (constraint ? `: constraint ${constraint} failed` : '') +
+        ` (${cause instanceof Error ? cause.message : String(cause)})`,
+      { cause },
+    );
+    this.name = 'ConstraintViolationError';
+  }
+}
+
+/** Names the data type (and constraint) in errors caused by a row's values; others pass as they are. */
+function explainWriteError(label: string, err: unknown): unknown {
+  if (!(err instanceof Error)) return err;
+  const { code, constraint } = err as Error & { code?: unknown; constraint?: unknown };
+  if (typeof code !== 'string') return err;
+  // Class 23: integrity constraint violations. Permanent, so not retried as transient.
+  if (code.startsWith('23')) return new ConstraintViolationError(label, typeof constraint === 'string' ? constraint : undefined, code, err);
+  // 22021 (text) / 22P05 (jsonb): PostgreSQL cannot store U+0000 in a string.
+  if (code === '22021' || code === '22P05') {
+    return new Error(`${label}: a text value contains a character PostgreSQL cannot store (U+0000) (${err.message})`, { cause: err });
+  }
+  return err;
 }
 
 export interface RejectionTally {
@@ -49,15 +107,17 @@ export class PayloadProcessor {
   readonly #pool: pg.Pool;
   readonly #partitions: PartitionManager;
   readonly #chunkRows: number;
+  readonly #limits: ValidationLimits;
 
-  constructor(deps: { pool: pg.Pool; partitions: PartitionManager; chunkRows: number }) {
+  constructor(deps: { pool: pg.Pool; partitions: PartitionManager; chunkRows: number; limits: ValidationLimits }) {
     this.#pool = deps.pool;
     this.#partitions = deps.partitions;
     this.#chunkRows = deps.chunkRows;
+    this.#limits = deps.limits;
   }
 
   async process(ingestionId: string, userId: string, json: unknown): Promise<ProcessedPayload> {
-    const parsed = parseHaePayload(json);
+    const parsed = parseHaePayload(json, { limits: this.#limits });
     const jobs = jobsOf(parsed);
     for (const { table, rows } of jobs) {
       if (rows.length === 0) continue;
@@ -71,7 +131,9 @@ export class PayloadProcessor {
       for (const { table, rows } of jobs) {
         const received = parsed.received[table.kind];
         if (received === 0 && rows.length === 0) continue;
-        const written = await writeSamples(client, table, rows, { userId, ingestionId, chunkRows: this.#chunkRows });
+        const written = await writeSamples(client, table, rows, { userId, ingestionId, chunkRows: this.#chunkRows }).catch((err: unknown) => {
+          throw explainWriteError(table.label, err);
+        });
         counts[table.label] = { received, ...written, rejected: received - rows.length };
       }
       await client.query(

@@ -553,7 +553,7 @@ function isRetryableStartupError(err: unknown): boolean {
   return err instanceof Error && /timeout|Connection terminated/i.test(err.message);
 }
 
-function isAlive(pid: number, child?: ChildProcess): boolean {
+export function isAlive(pid: number, child?: ChildProcess): boolean {
   // Our own child stays a zombie (kill(0) succeeds) until Node reaps it; its exit status is definitive.
   if (child && child.pid === pid && (child.exitCode !== null || child.signalCode !== null)) return false;
   try {

@@ -6,7 +6,16 @@ export const partitionedTables = [
   'heart_rate_samples',
   'blood_pressure_samples',
   'sleep_sessions',
+  'sleep_segments',
   'workouts',
+  'workout_series',
+  'workout_route_points',
+  'state_of_mind',
+  'medications',
+  'symptoms',
+  'cycle_tracking',
+  'ecg_readings',
+  'heart_rate_notifications',
 ] as const;
 export type PartitionedTable = (typeof partitionedTables)[number];
 

@@ -1,11 +1,20 @@
 import type {
   BloodPressureRow,
+  CycleTrackingRow,
+  EcgRow,
+  HeartRateNotificationRow,
   HeartRateRow,
   Instant,
+  MedicationRow,
   QuantityRow,
   SampleKind,
   SleepRow,
+  SleepSegmentRow,
+  StateOfMindRow,
+  SymptomRow,
+  WorkoutRoutePointRow,
   WorkoutRow,
+  WorkoutSeriesRow,
 } from '../hae/types.js';
 import type { PartitionedTable } from './partitions.js';
 
@@ -14,6 +23,12 @@ export interface Column<R> {
   /** Array element type for unnest, e.g. 'text', 'float8', 'timestamptz', 'jsonb'. */
   type: string;
   value: (row: R) => unknown;
+  /**
+   * SQL turning the unnested value (`ref`, e.g. `u.labels`) into the column's value. For array
+   * columns: unnest() of a 2-D array would yield scalars, not one array per row, so an array
+   * travels as one jsonb or text value per row and is converted back here.
+   */
+  select?: (ref: string) => string;
 }
 
 /**
@@ -30,11 +45,26 @@ export interface SampleTable<R> {
   conflict: string[];
   time: (row: R) => number;
   key: (row: R) => string;
+  /** Caps the writer's chunk size for tables with large rows (one ECG reading is ~250 kB of text). */
+  maxChunkRows?: number;
 }
 
 const iso = (i: Instant): string => new Date(i.epochMs).toISOString();
 const isoOrNull = (i: Instant | null): string | null => (i ? iso(i) : null);
 const json = (v: unknown): string | null => (v === null || v === undefined ? null : JSON.stringify(v));
+
+const textOrNull = (v: string | number | null): string | null => (v === null ? null : String(v));
+
+/** text[] from a jsonb array of strings, in order. */
+const textArrayFromJson = (ref: string): string =>
+  `ARRAY(SELECT e FROM jsonb_array_elements_text(${ref}) WITH ORDINALITY AS a(e, i) ORDER BY i)::text[]`;
+
+/**
+ * A float8[] literal: JavaScript writes the shortest text that reads back as the same double,
+ * and PostgreSQL's float8 input reads it exactly, so values round-trip bit for bit. Parsing one
+ * literal is far cheaper than a jsonb array of 15,000 numbers.
+ */
+const float8ArrayLiteral = (values: readonly number[]): string => `{${values.map(String).join(',')}}`;
 
 const timeColumns = <R>(get: (row: R) => Instant): Column<R>[] => [
   { name: 'start_time', type: 'timestamptz', value: (r) => iso(get(r)) },
@@ -138,6 +168,7 @@ export const workoutTable: SampleTable<WorkoutRow> = {
     ...timeColumns<WorkoutRow>((r) => r.start),
     { name: 'end_time', type: 'timestamptz', value: (r) => iso(r.end) },
     { name: 'name', type: 'text', value: (r) => r.name },
+    { name: 'format_version', type: 'int2', value: (r) => r.formatVersion },
     { name: 'duration_seconds', type: 'float8', value: (r) => r.durationSeconds },
     { name: 'location', type: 'text', value: (r) => r.location },
     { name: 'is_indoor', type: 'bool', value: (r) => r.isIndoor },
@@ -156,4 +187,185 @@ export const workoutTable: SampleTable<WorkoutRow> = {
   conflict: ['user_id', 'workout_id', 'start_time'],
   time: (r) => r.start.epochMs,
   key: (r) => `${r.workoutId}\u0000${r.start.epochMs}`,
+};
+
+export const sleepSegmentTable: SampleTable<SleepSegmentRow> = {
+  kind: 'sleepSegments',
+  label: 'sleep_segments',
+  table: 'sleep_segments',
+  timeColumn: 'start_time',
+  columns: [
+    { name: 'source', type: 'text', value: (r) => r.source },
+    ...timeColumns<SleepSegmentRow>((r) => r.start),
+    { name: 'stage', type: 'text', value: (r) => r.stage },
+    { name: 'end_time', type: 'timestamptz', value: (r) => iso(r.end) },
+    { name: 'value_received', type: 'text', value: (r) => r.valueReceived },
+    { name: 'hours', type: 'float8', value: (r) => r.hours },
+  ],
+  conflict: ['user_id', 'source', 'start_time', 'stage'],
+  time: (r) => r.start.epochMs,
+  key: (r) => `${r.source}\u0000${r.start.epochMs}\u0000${r.stage}`,
+};
+
+export const workoutSeriesTable: SampleTable<WorkoutSeriesRow> = {
+  kind: 'workoutSeries',
+  label: 'workout_series',
+  table: 'workout_series',
+  timeColumn: 'start_time',
+  columns: [
+    { name: 'workout_id', type: 'text', value: (r) => r.workoutId },
+    { name: 'series', type: 'text', value: (r) => r.series },
+    ...timeColumns<WorkoutSeriesRow>((r) => r.time),
+    { name: 'qty', type: 'float8', value: (r) => r.qty },
+    { name: 'min', type: 'float8', value: (r) => r.min },
+    { name: 'avg', type: 'float8', value: (r) => r.avg },
+    { name: 'max', type: 'float8', value: (r) => r.max },
+    { name: 'units', type: 'text', value: (r) => r.units },
+    { name: 'source', type: 'text', value: (r) => r.source },
+  ],
+  conflict: ['user_id', 'workout_id', 'series', 'start_time'],
+  time: (r) => r.time.epochMs,
+  key: (r) => `${r.workoutId}\u0000${r.series}\u0000${r.time.epochMs}`,
+};
+
+export const workoutRouteTable: SampleTable<WorkoutRoutePointRow> = {
+  kind: 'workoutRoute',
+  label: 'workout_route',
+  table: 'workout_route_points',
+  timeColumn: 'start_time',
+  columns: [
+    { name: 'workout_id', type: 'text', value: (r) => r.workoutId },
+    ...timeColumns<WorkoutRoutePointRow>((r) => r.time),
+    { name: 'latitude', type: 'float8', value: (r) => r.latitude },
+    { name: 'longitude', type: 'float8', value: (r) => r.longitude },
+    { name: 'altitude', type: 'float8', value: (r) => r.altitude },
+    { name: 'course', type: 'float8', value: (r) => r.course },
+    { name: 'course_accuracy', type: 'float8', value: (r) => r.courseAccuracy },
+    { name: 'horizontal_accuracy', type: 'float8', value: (r) => r.horizontalAccuracy },
+    { name: 'vertical_accuracy', type: 'float8', value: (r) => r.verticalAccuracy },
+    { name: 'speed', type: 'float8', value: (r) => r.speed },
+    { name: 'speed_accuracy', type: 'float8', value: (r) => r.speedAccuracy },
+  ],
+  conflict: ['user_id', 'workout_id', 'start_time'],
+  time: (r) => r.time.epochMs,
+  key: (r) => `${r.workoutId}\u0000${r.time.epochMs}`,
+};
+
+export const stateOfMindTable: SampleTable<StateOfMindRow> = {
+  kind: 'stateOfMind',
+  label: 'state_of_mind',
+  table: 'state_of_mind',
+  timeColumn: 'start_time',
+  columns: [
+    { name: 'entry_id', type: 'text', value: (r) => r.entryId },
+    ...timeColumns<StateOfMindRow>((r) => r.start),
+    { name: 'end_time', type: 'timestamptz', value: (r) => isoOrNull(r.end) },
+    { name: 'kind', type: 'text', value: (r) => r.kind },
+    { name: 'labels', type: 'jsonb', value: (r) => JSON.stringify(r.labels), select: textArrayFromJson },
+    { name: 'associations', type: 'jsonb', value: (r) => JSON.stringify(r.associations), select: textArrayFromJson },
+    { name: 'valence', type: 'float8', value: (r) => r.valence },
+    { name: 'valence_classification', type: 'text', value: (r) => textOrNull(r.valenceClassification) },
+    { name: 'metadata', type: 'jsonb', value: (r) => json(r.metadata) },
+  ],
+  conflict: ['user_id', 'entry_id', 'start_time'],
+  time: (r) => r.start.epochMs,
+  key: (r) => `${r.entryId}\u0000${r.start.epochMs}`,
+};
+
+export const medicationTable: SampleTable<MedicationRow> = {
+  kind: 'medications',
+  label: 'medications',
+  table: 'medications',
+  timeColumn: 'start_time',
+  columns: [
+    { name: 'display_text', type: 'text', value: (r) => r.displayText },
+    ...timeColumns<MedicationRow>((r) => r.start),
+    { name: 'nickname', type: 'text', value: (r) => r.nickname },
+    { name: 'end_time', type: 'timestamptz', value: (r) => isoOrNull(r.end) },
+    { name: 'scheduled_date', type: 'timestamptz', value: (r) => isoOrNull(r.scheduledDate) },
+    { name: 'form', type: 'text', value: (r) => r.form },
+    { name: 'status', type: 'text', value: (r) => r.status },
+    { name: 'is_archived', type: 'bool', value: (r) => r.isArchived },
+    { name: 'dosage', type: 'text', value: (r) => textOrNull(r.dosage) },
+    { name: 'codings', type: 'jsonb', value: (r) => json(r.codings) },
+  ],
+  conflict: ['user_id', 'display_text', 'start_time'],
+  time: (r) => r.start.epochMs,
+  key: (r) => `${r.displayText}\u0000${r.start.epochMs}`,
+};
+
+export const symptomTable: SampleTable<SymptomRow> = {
+  kind: 'symptoms',
+  label: 'symptoms',
+  table: 'symptoms',
+  timeColumn: 'start_time',
+  columns: [
+    { name: 'name', type: 'text', value: (r) => r.name },
+    ...timeColumns<SymptomRow>((r) => r.start),
+    { name: 'source', type: 'text', value: (r) => r.source },
+    { name: 'end_time', type: 'timestamptz', value: (r) => isoOrNull(r.end) },
+    { name: 'severity', type: 'text', value: (r) => r.severity },
+    { name: 'user_entered', type: 'bool', value: (r) => r.userEntered },
+  ],
+  conflict: ['user_id', 'name', 'start_time', 'source'],
+  time: (r) => r.start.epochMs,
+  key: (r) => `${r.name}\u0000${r.start.epochMs}\u0000${r.source}`,
+};
+
+export const cycleTrackingTable: SampleTable<CycleTrackingRow> = {
+  kind: 'cycleTracking',
+  label: 'cycle_tracking',
+  table: 'cycle_tracking',
+  timeColumn: 'start_time',
+  columns: [
+    { name: 'name', type: 'text', value: (r) => r.name },
+    ...timeColumns<CycleTrackingRow>((r) => r.start),
+    { name: 'source', type: 'text', value: (r) => r.source },
+    { name: 'end_time', type: 'timestamptz', value: (r) => isoOrNull(r.end) },
+    { name: 'value', type: 'text', value: (r) => textOrNull(r.value) },
+    { name: 'is_cycle_start', type: 'bool', value: (r) => r.isCycleStart },
+  ],
+  conflict: ['user_id', 'name', 'start_time', 'source'],
+  time: (r) => r.start.epochMs,
+  key: (r) => `${r.name}\u0000${r.start.epochMs}\u0000${r.source}`,
+};
+
+export const ecgTable: SampleTable<EcgRow> = {
+  kind: 'ecg',
+  label: 'ecg',
+  table: 'ecg_readings',
+  timeColumn: 'start_time',
+  columns: [
+    ...timeColumns<EcgRow>((r) => r.start),
+    { name: 'source', type: 'text', value: (r) => r.source },
+    { name: 'end_time', type: 'timestamptz', value: (r) => isoOrNull(r.end) },
+    { name: 'classification', type: 'text', value: (r) => r.classification },
+    { name: 'severity', type: 'text', value: (r) => r.severity },
+    { name: 'average_heart_rate', type: 'float8', value: (r) => r.averageHeartRate },
+    { name: 'number_of_voltage_measurements', type: 'int4', value: (r) => r.numberOfVoltageMeasurements },
+    { name: 'sampling_frequency_hz', type: 'float8', value: (r) => r.samplingFrequencyHz },
+    { name: 'voltages', type: 'text', value: (r) => float8ArrayLiteral(r.voltages), select: (ref) => `${ref}::float8[]` },
+    { name: 'voltage_units', type: 'text', value: (r) => r.voltageUnits },
+  ],
+  conflict: ['user_id', 'start_time', 'source'],
+  time: (r) => r.start.epochMs,
+  key: (r) => `${r.start.epochMs}\u0000${r.source}`,
+  maxChunkRows: 100,
+};
+
+export const heartRateNotificationTable: SampleTable<HeartRateNotificationRow> = {
+  kind: 'heartRateNotifications',
+  label: 'heart_rate_notifications',
+  table: 'heart_rate_notifications',
+  timeColumn: 'start_time',
+  columns: [
+    ...timeColumns<HeartRateNotificationRow>((r) => r.start),
+    { name: 'end_time', type: 'timestamptz', value: (r) => isoOrNull(r.end) },
+    { name: 'threshold', type: 'float8', value: (r) => r.threshold },
+    { name: 'heart_rate', type: 'jsonb', value: (r) => JSON.stringify(r.heartRate) },
+    { name: 'heart_rate_variation', type: 'jsonb', value: (r) => JSON.stringify(r.heartRateVariation) },
+  ],
+  conflict: ['user_id', 'start_time'],
+  time: (r) => r.start.epochMs,
+  key: (r) => String(r.start.epochMs),
 };

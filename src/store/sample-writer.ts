@@ -5,7 +5,8 @@ import type { SampleTable } from './sample-tables.js';
 /**
  * Writes rows of one table idempotently: in-payload duplicates collapse to the last one, then
  * chunks go in as one `INSERT … SELECT FROM unnest(arrays)` each, so the statement has one
- * parameter per column whatever the row count (no 65,535 bind-parameter ceiling).
+ * parameter per column whatever the row count (no 65,535 bind-parameter ceiling). Array-valued
+ * columns travel as one jsonb/text value per row and are converted by the column's `select`.
  * A conflicting row is updated only when a value differs (latest export wins), which tells
  * inserted, updated and unchanged rows apart.
  */
@@ -21,8 +22,9 @@ export async function writeSamples<R>(
   let inserted = 0;
   let updated = 0;
   const sql = upsertSql(table);
-  for (let start = 0; start < deduped.length; start += context.chunkRows) {
-    const chunk = deduped.slice(start, start + context.chunkRows);
+  const chunkRows = Math.max(1, Math.min(context.chunkRows, table.maxChunkRows ?? Infinity));
+  for (let start = 0; start < deduped.length; start += chunkRows) {
+    const chunk = deduped.slice(start, start + chunkRows);
     const arrays = table.columns.map((col) => chunk.map(col.value));
     const { rows: result } = await client.query<{ inserted: string; updated: string }>(sql, [
       context.userId,
@@ -42,10 +44,12 @@ function upsertSql<R>(table: SampleTable<R>): string {
   if (cached) return cached;
   const names = table.columns.map((c) => c.name);
   const unnestArgs = table.columns.map((c, i) => `$${i + 3}::${c.type}[]`).join(', ');
+  // A column with `select` (an array carried as jsonb or text) is converted per row here.
+  const selected = table.columns.map((c) => (c.select ? c.select(`u.${c.name}`) : `u.${c.name}`)).join(', ');
   const valueColumns = names.filter((n) => !table.conflict.includes(n));
   const sql = `WITH written AS (
       INSERT INTO ${table.table} AS t (user_id, ingestion_id, ${names.join(', ')})
-      SELECT $1::bigint, $2::bigint, u.* FROM unnest(${unnestArgs}) AS u(${names.join(', ')})
+      SELECT $1::bigint, $2::bigint, ${selected} FROM unnest(${unnestArgs}) AS u(${names.join(', ')})
       ON CONFLICT (${table.conflict.join(', ')}) DO UPDATE
         SET ${[...valueColumns, 'ingestion_id'].map((n) => `${n} = excluded.${n}`).join(', ')}, revision = t.revision + 1
         WHERE (${valueColumns.map((n) => `t.${n}`).join(', ')}) IS DISTINCT FROM (${valueColumns.map((n) => `excluded.${n}`).join(', ')})

@@ -115,7 +115,7 @@ export class App {
       processor: new PayloadProcessor({ pool: db.pool, partitions, chunkRows: config.ingest.chunkRows, limits: config.validation }),
       logger: log.child({ component: 'ingest' }),
       metrics: this.metrics,
-      options: { maxAttempts: 3, retryBaseMs: 1_000 },
+      options: { maxAttempts: config.ingest.maxAttempts, retryBaseMs: 1_000 },
     });
     await this.#ingest.start();
 

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { RecordParser } from './record-section.js';
 import { dateField, optionalNumber, optionalSource } from './schema.js';
-import { checkDate, checkEndNotBefore, checkOptionalDate, describeValue, isPlainObject, Problem, problemFromZod, sourceOrEmpty } from './validate.js';
+import { checkOptionalSpan, describeValue, isPlainObject, Problem, problemFromZod, sourceOrEmpty } from './validate.js';
 
 /**
  * `ecg` (§1.5 ◐): one reading with ≈15,360 `voltageMeasurements [{date, voltage, units}]` per
@@ -55,12 +55,9 @@ export const ecgParser: RecordParser<'ecg'> = {
     const parsed = ecgSchema.safeParse(item);
     if (!parsed.success) return problemFromZod(parsed.error, item, 'ECG reading');
     const reading = parsed.data;
-    const start = checkDate(reading.start, 'start', bounds);
-    if (start instanceof Problem) return start;
-    const end = checkOptionalDate(reading.end, 'end', bounds);
-    if (end instanceof Problem) return end;
-    const problem = checkEndNotBefore(start, end, 'start', 'end');
-    if (problem !== null) return problem;
+    const span = checkOptionalSpan(reading.start, reading.end, bounds);
+    if (span instanceof Problem) return span;
+    const { start, end } = span;
     const voltages = readVoltages(reading.voltageMeasurements ?? []);
     if (voltages instanceof Problem) return voltages;
     return {

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import type { RecordParser } from './record-section.js';
 import { dateField, optionalNumber } from './schema.js';
 import type { Instant } from './types.js';
-import { checkDate, checkEndNotBefore, checkOptionalDate, describeValue, isPlainObject, Problem, problemFromZod, type DateBounds } from './validate.js';
+import { checkOptionalDate, checkOptionalSpan, type DateBounds, describeValue, isPlainObject, Problem, problemFromZod } from './validate.js';
 
 /**
  * `heartRateNotifications` (§1.5 ◐): `{start, end, threshold? (high/low only), heartRate[{hr,
@@ -66,12 +66,9 @@ export const heartRateNotificationParser: RecordParser<'heartRateNotifications'>
     const parsed = notificationSchema.safeParse(item);
     if (!parsed.success) return problemFromZod(parsed.error, item, 'heart rate notification');
     const entry = parsed.data;
-    const start = checkDate(entry.start, 'start', bounds);
-    if (start instanceof Problem) return start;
-    const end = checkOptionalDate(entry.end, 'end', bounds);
-    if (end instanceof Problem) return end;
-    const problem = checkEndNotBefore(start, end, 'start', 'end');
-    if (problem !== null) return problem;
+    const span = checkOptionalSpan(entry.start, entry.end, bounds);
+    if (span instanceof Problem) return span;
+    const { start, end } = span;
     const heartRate = readReadings(entry.heartRate ?? [], 'heartRate', 'hr', bounds);
     if (heartRate instanceof Problem) return heartRate;
     const heartRateVariation = readReadings(entry.heartRateVariation ?? [], 'heartRateVariation', 'hrv', bounds);

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { RecordParser } from './record-section.js';
 import { dateField } from './schema.js';
-import { checkDate, checkEndNotBefore, checkJsonDepth, checkOptionalDate, Problem, problemFromZod } from './validate.js';
+import { checkJsonDepth, checkOptionalDate, checkOptionalSpan, Problem, problemFromZod } from './validate.js';
 
 /**
  * `medications` (iOS 26+, §1.5 ◐, shape from secondary sources only): `{displayText, nickname?,
@@ -28,13 +28,12 @@ export const medicationParser: RecordParser<'medications'> = {
     const parsed = medicationSchema.safeParse(item);
     if (!parsed.success) return problemFromZod(parsed.error, item, 'medication');
     const entry = parsed.data;
-    const start = checkDate(entry.start, 'start', bounds);
-    if (start instanceof Problem) return start;
-    const end = checkOptionalDate(entry.end, 'end', bounds);
-    if (end instanceof Problem) return end;
+    const span = checkOptionalSpan(entry.start, entry.end, bounds);
+    if (span instanceof Problem) return span;
+    const { start, end } = span;
     const scheduledDate = checkOptionalDate(entry.scheduledDate, 'scheduledDate', bounds);
     if (scheduledDate instanceof Problem) return scheduledDate;
-    const problem = checkEndNotBefore(start, end, 'start', 'end') ?? checkJsonDepth('codings', item['codings']);
+    const problem = checkJsonDepth('codings', item['codings']);
     if (problem !== null) return problem;
     const codings = item['codings'];
     return {

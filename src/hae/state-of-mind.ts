@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { ownObject, type RecordParser } from './record-section.js';
 import { dateField, optionalNumber } from './schema.js';
-import { checkDate, checkEndNotBefore, checkJsonDepth, checkOptionalDate, checkValence, Problem, problemFromZod } from './validate.js';
+import { checkJsonDepth, checkOptionalSpan, checkValence, Problem, problemFromZod } from './validate.js';
 
 /** Labels and associations are HealthKit enums, exported as names; a raw enum number is kept as text. */
 const nameList = z.array(z.union([z.string(), z.number()])).nullish();
@@ -30,12 +30,11 @@ export const stateOfMindParser: RecordParser<'stateOfMind'> = {
     const parsed = stateOfMindSchema.safeParse(item);
     if (!parsed.success) return problemFromZod(parsed.error, item, 'state of mind entry');
     const entry = parsed.data;
-    const start = checkDate(entry.start, 'start', bounds);
-    if (start instanceof Problem) return start;
-    const end = checkOptionalDate(entry.end, 'end', bounds);
-    if (end instanceof Problem) return end;
+    const span = checkOptionalSpan(entry.start, entry.end, bounds);
+    if (span instanceof Problem) return span;
+    const { start, end } = span;
     const valence = entry.valence ?? null;
-    const problem = checkEndNotBefore(start, end, 'start', 'end') ?? checkValence(valence) ?? checkJsonDepth('metadata', item['metadata']);
+    const problem = checkValence(valence) ?? checkJsonDepth('metadata', item['metadata']);
     if (problem !== null) return problem;
     return {
       entryId: String(entry.id),

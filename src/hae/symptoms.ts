@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { RecordParser } from './record-section.js';
 import { dateField, optionalSource } from './schema.js';
-import { checkDate, checkEndNotBefore, checkOptionalDate, Problem, problemFromZod, sourceOrEmpty } from './validate.js';
+import { checkOptionalSpan, Problem, problemFromZod, sourceOrEmpty } from './validate.js';
 
 /**
  * `symptoms` (§1.5 ◐): `{start, end, name, severity, userEntered, source}`. A symptom is often a
@@ -23,12 +23,9 @@ export const symptomParser: RecordParser<'symptoms'> = {
     const parsed = symptomSchema.safeParse(item);
     if (!parsed.success) return problemFromZod(parsed.error, item, 'symptom');
     const entry = parsed.data;
-    const start = checkDate(entry.start, 'start', bounds);
-    if (start instanceof Problem) return start;
-    const end = checkOptionalDate(entry.end, 'end', bounds);
-    if (end instanceof Problem) return end;
-    const problem = checkEndNotBefore(start, end, 'start', 'end');
-    if (problem !== null) return problem;
+    const span = checkOptionalSpan(entry.start, entry.end, bounds);
+    if (span instanceof Problem) return span;
+    const { start, end } = span;
     const severity = entry.severity ?? null;
     return {
       name: entry.name,

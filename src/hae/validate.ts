@@ -300,6 +300,19 @@ export function checkEndNotBefore(start: Instant, end: Instant | null, startFiel
   return new Problem(endField, 'out_of_range', `${endField} (${isoOf(end)}) is before ${startField} (${isoOf(start)})`);
 }
 
+/**
+ * `start` and an optional `end` not before it: the span of every §1.5 record (symptoms,
+ * medications, cycle tracking, ECG, notifications, State of Mind), where end == start is a
+ * point event.
+ */
+export function checkOptionalSpan(startValue: unknown, endValue: unknown, bounds: DateBounds): { start: Instant; end: Instant | null } | Problem {
+  const start = checkDate(startValue, 'start', bounds);
+  if (start instanceof Problem) return start;
+  const end = checkOptionalDate(endValue, 'end', bounds);
+  if (end instanceof Problem) return end;
+  return checkEndNotBefore(start, end, 'start', 'end') ?? { start, end };
+}
+
 /** Route coordinates inside the configured bounds (degrees). */
 export function checkCoordinates(latitude: number, longitude: number, limits: ValidationLimits, fields: { latitude: string; longitude: string }): Problem | null {
   return outsideRange(fields.latitude, latitude, limits.latitude, '°') ?? outsideRange(fields.longitude, longitude, limits.longitude, '°');

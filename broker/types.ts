@@ -78,7 +78,9 @@ export type AcceptOutcome =
       /** Settles once the samples are written (or the payload is marked failed). Never rejects. */
       processed: Promise<ProcessingResult | { ingestionId: string; error: string }>;
     }
-  | { kind: 'invalid_json'; message: string; position: number | null };
+  | { kind: 'invalid_json'; message: string; position: number | null }
+  /** The database is unreachable: the payload is written and fsynced to the local spool, and replayed into the database later. */
+  | { kind: 'spooled' };
 
 export interface IngestSink {
   /**

@@ -1,11 +1,16 @@
+import path from 'node:path';
 import { MqttBroker } from '../broker/broker.js';
 import { KeyAuthenticator } from './auth/authenticator.js';
 import { KeyStore, type CreatedKey } from './auth/key-store.js';
 import type { Config } from './config/schema.js';
 import { HttpServer, type ReadinessReport } from './http/server.js';
 import { PayloadProcessor } from './ingest/processor.js';
+import { DatabaseOutage } from './ingest/outage.js';
 import { RawIngestionStore } from './ingest/raw-store.js';
 import { IngestService } from './ingest/service.js';
+import { SpoolMetrics } from './ingest/spool-metrics.js';
+import { SpoolReplayer } from './ingest/spool-replayer.js';
+import { Spool } from './ingest/spool.js';
 import type { Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { migrationsDir } from './paths.js';
@@ -24,6 +29,7 @@ export interface AppOptions {
 }
 
 const DAY_MS = 24 * 60 * 60 * 1000;
+const MIB = 1024 * 1024;
 
 /**
  * The composition root: builds every component, hands each its dependencies, and starts and
@@ -39,6 +45,8 @@ export class App {
   #keys: KeyStore | null = null;
   #authenticator: KeyAuthenticator | null = null;
   #ingest: IngestService | null = null;
+  #spool: Spool | null = null;
+  #replayer: SpoolReplayer | null = null;
   #broker: MqttBroker | null = null;
   #http: HttpServer | null = null;
   #partitionTimer: NodeJS.Timeout | null = null;
@@ -76,6 +84,11 @@ export class App {
     return this.#ingest;
   }
 
+  get spool(): Spool {
+    if (!this.#spool) throw new Error('not started');
+    return this.#spool;
+  }
+
   start(): Promise<void> {
     this.#starting ??= this.#start();
     return this.#starting;
@@ -109,15 +122,43 @@ export class App {
     });
     await this.#authenticator.start();
 
+    // The spool keeps acknowledging while PostgreSQL is unreachable (invariant 1); see src/ingest/spool.ts.
+    const spoolLog = log.child({ component: 'spool' });
+    const spoolMetrics = new SpoolMetrics(this.metrics.registry);
+    const outage = new DatabaseOutage(spoolLog);
+    this.#spool = new Spool(
+      {
+        dir: path.resolve(config.dataDir, 'spool'),
+        maxBytes: config.spool.maxBytes,
+        segmentBytes: Math.max(64 * 1024, Math.min(16 * MIB, Math.floor(config.spool.maxBytes / 8))),
+      },
+      spoolLog,
+    );
+    const spool = this.#spool;
+    spoolMetrics.observe(() => spool.stats());
+    await spool.start();
+
     this.#ingest = new IngestService({
       pool: db.pool,
       raw: new RawIngestionStore(db.pool, { maxBatchBytes: config.ingest.rawBatchBytes }),
       processor: new PayloadProcessor({ pool: db.pool, partitions, chunkRows: config.ingest.chunkRows, limits: config.validation }),
       logger: log.child({ component: 'ingest' }),
       metrics: this.metrics,
-      options: { maxAttempts: config.ingest.maxAttempts, retryBaseMs: 1_000 },
+      options: { maxAttempts: config.ingest.maxAttempts, retryBaseMs: 1_000, maxQueuedBytes: config.ingest.maxQueuedBytes },
+      spool: { spool, outage, metrics: spoolMetrics },
     });
     await this.#ingest.start();
+
+    this.#replayer = new SpoolReplayer({
+      spool,
+      outage,
+      target: this.#ingest,
+      probe: async () => (await db.check()).ok,
+      metrics: spoolMetrics,
+      logger: spoolLog,
+      options: { intervalMs: 1_000, batchRecords: 500, batchBytes: 8 * MIB },
+    });
+    await this.#replayer.start();
 
     this.#broker = new MqttBroker({
       options: { ...config.mqtt },
@@ -203,6 +244,9 @@ export class App {
     await Promise.all([this.#http?.stopAccepting(), this.#broker?.stopAccepting()]);
     await bounded(this.#broker?.stop(), remaining(), () => log.warn('broker did not close in time'));
     await bounded(this.#http?.stop(), remaining(), () => log.warn('HTTP requests still running at the deadline'));
+    // No new appends can come now; what is not replayed yet stays on disk for the next start.
+    await bounded(this.#replayer?.stop(), remaining(), () => log.warn('spool replay still running at the deadline; the rest is replayed at next start'));
+    await bounded(this.#spool?.stop(), remaining(), () => log.warn('spool did not close in time'));
     if (this.#ingest) {
       const drained = await this.#ingest.drain(remaining());
       if (!drained) log.warn({ queued: this.#ingest.queueLength }, 'processing not finished; stored payloads resume at next start');

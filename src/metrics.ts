@@ -49,6 +49,12 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly processingQueueBytes = new client.Gauge({
+    name: 'self_sensored_ingest_processing_queue_bytes',
+    help: 'Bytes of stored payloads waiting to be turned into samples; over INGEST_MAX_QUEUED_BYTES, new payloads wait before they are stored',
+    registers: [this.registry],
+  });
+
   readonly processingFailures = new client.Counter({
     name: 'self_sensored_ingest_processing_failures_total',
     help: 'Payloads whose processing failed (they stay in raw_ingestions with their error)',

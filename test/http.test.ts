@@ -23,7 +23,7 @@ class FakeAuthenticator implements Authenticator {
   }
 }
 
-type SinkMode = 'ok' | 'reject' | 'app-error' | 'processing-error' | 'processed-rejects';
+type SinkMode = 'ok' | 'reject' | 'app-error' | 'processing-error' | 'processed-rejects' | 'spooled';
 
 /** Records what it is given and answers like the real sink would, per mode. */
 class FakeSink implements IngestSink {
@@ -45,6 +45,7 @@ class FakeSink implements IngestSink {
       return { kind: 'invalid_json', message, position: match ? Number(match[1]) : null };
     }
     if (this.gate) await this.gate;
+    if (this.mode === 'spooled') return { kind: 'spooled' };
     const ingestionId = String(this.requests.length);
     return { kind: 'stored', ingestionId, duplicatePayload: false, processed: this.#processed(ingestionId) };
   }
@@ -315,6 +316,14 @@ test('processing failed after storing: 202 stored_not_processed', async (t) => {
   assert.equal(body['status'], 'stored_not_processed');
   assert.equal(body['error'], 'sample table missing');
   assert.equal(typeof body['ingestionId'], 'string');
+});
+
+test('spooled while the database is unreachable: 202 { status: "spooled" }', async (t) => {
+  t.after(() => (h.sink.mode = 'ok'));
+  h.sink.mode = 'spooled';
+  const res = await ingest({ 'x-api-key': GOOD_KEY });
+  assert.equal(res.status, 202);
+  assert.deepEqual(await res.json(), { status: 'spooled' });
 });
 
 test('an unexpected exception: 500 SS_INTERNAL and the server keeps serving', async (t) => {

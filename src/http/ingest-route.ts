@@ -22,6 +22,7 @@ interface IngestLog {
   ingestionId?: string;
   bytes?: number;
   duplicatePayload?: boolean;
+  spooled?: boolean;
   counts?: { received: number; inserted: number; updated: number; unchanged: number; rejected: number };
   processingError?: string;
   aborted?: boolean;
@@ -81,6 +82,12 @@ async function ingest(deps: IngestRouteDeps, req: IncomingMessage, res: ServerRe
     throw new AppError('SS_DB_UNAVAILABLE', 'The payload could not be stored; retry later', undefined, { cause: err });
   }
   if (outcome.kind === 'invalid_json') return answerInvalidJson(res, body, outcome);
+  if (outcome.kind === 'spooled') {
+    // Durable on local disk while the database is away; it is stored and processed once it is back.
+    log.spooled = true;
+    sendJson(res, 202, { status: 'spooled' });
+    return;
+  }
   log.ingestionId = outcome.ingestionId;
   log.duplicatePayload = outcome.duplicatePayload;
   await answerStored(res, outcome, log);

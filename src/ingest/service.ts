@@ -8,13 +8,16 @@ import type {
   Transport,
   TypeCounts,
 } from '../../broker/types.js';
-import { isTransientDatabaseError } from '../errors.js';
+import { AppError, isTransientDatabaseError } from '../errors.js';
 import type { Component } from '../lifecycle.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { parseJsonBody } from './json-body.js';
 import type { PayloadProcessor } from './processor.js';
+import type { DatabaseOutage } from './outage.js';
 import type { RawIngestionStore, StoredRaw } from './raw-store.js';
+import type { SpoolMetrics } from './spool-metrics.js';
+import { SpoolFullError, type Spool } from './spool.js';
 
 export type ProcessedOutcome = ProcessingResult | { ingestionId: string; error: string };
 
@@ -25,6 +28,8 @@ interface Job {
   /** The parsed payload when it is still in memory; otherwise it is read back from raw_ingestions. */
   json: unknown;
   hasJson: boolean;
+  /** Raw payload size, counted in the backlog until the job is done for good. */
+  bytes: number;
   settle: (outcome: ProcessedOutcome) => void;
   settled: boolean;
   attempt: number;
@@ -35,6 +40,18 @@ export interface IngestServiceOptions {
   maxAttempts: number;
   /** First retry delay; doubles each attempt up to 30 s. */
   retryBaseMs: number;
+  /**
+   * Backlog bound: parsed JSON is kept in memory only while the queued payload bytes stay under
+   * it, and above it accept() waits before storing (the acknowledgement is held, so clients slow down).
+   */
+  maxQueuedBytes: number;
+}
+
+/** Where payloads go while the database is unreachable. Absent in tests that do not need it. */
+export interface SpoolPath {
+  spool: Spool;
+  outage: DatabaseOutage;
+  metrics: SpoolMetrics;
 }
 
 /**
@@ -52,9 +69,13 @@ export class IngestService implements IngestSink, Component {
   readonly #queue: Job[] = [];
   readonly #pendingById = new Map<string, Promise<ProcessedOutcome>>();
   readonly #retryTimers = new Set<NodeJS.Timeout>();
+  readonly #spool: SpoolPath | null;
   #working = false;
   #stopped = false;
   #idleWaiters: Array<() => void> = [];
+  #queuedBytes = 0;
+  #roomWaiters: Array<() => void> = [];
+  #unsubscribeOutage: (() => void) | null = null;
 
   constructor(deps: {
     pool: pg.Pool;
@@ -63,6 +84,7 @@ export class IngestService implements IngestSink, Component {
     logger: Logger;
     metrics: Metrics;
     options: IngestServiceOptions;
+    spool?: SpoolPath;
   }) {
     this.#pool = deps.pool;
     this.#raw = deps.raw;
@@ -70,15 +92,18 @@ export class IngestService implements IngestSink, Component {
     this.#logger = deps.logger;
     this.#metrics = deps.metrics;
     this.#options = deps.options;
+    this.#spool = deps.spool ?? null;
   }
 
   /** Resumes payloads that were stored but not processed (the daemon stopped or crashed). */
   async start(): Promise<void> {
     this.#stopped = false;
-    const { rows } = await this.#pool.query<{ id: string; user_id: string; transport: Transport }>(
-      `SELECT id, user_id, transport FROM raw_ingestions WHERE status = 'received' ORDER BY id`,
+    // Waiters for room give way to the spool as soon as an outage begins: processing cannot drain then.
+    this.#unsubscribeOutage = this.#spool?.outage.onChange(() => this.#wakeRoomWaiters()) ?? null;
+    const { rows } = await this.#pool.query<{ id: string; user_id: string; transport: Transport; size_bytes: number }>(
+      `SELECT id, user_id, transport, size_bytes FROM raw_ingestions WHERE status = 'received' ORDER BY id`,
     );
-    for (const row of rows) this.#enqueue(String(row.id), String(row.user_id), row.transport, undefined, false);
+    for (const row of rows) this.#enqueue(String(row.id), String(row.user_id), row.transport, undefined, false, Number(row.size_bytes));
     if (rows.length > 0) this.#logger.info({ payloads: rows.length }, 'resuming stored payloads that were not processed');
   }
 
@@ -95,11 +120,19 @@ export class IngestService implements IngestSink, Component {
       );
       return { kind: 'invalid_json', message: parsed.message, position: parsed.position };
     }
+    // Backpressure: hold this payload (and its acknowledgement) while the backlog is over the limit.
+    await this.#waitForRoom(true);
+    if (this.#spool?.outage.active) return this.#toSpool(request, started);
     const sha256 = createHash('sha256').update(request.body).digest();
     let stored: StoredRaw;
     try {
       stored = await this.#raw.store(request, sha256);
     } catch (err) {
+      if (this.#spool && isTransientDatabaseError(err)) {
+        this.#metrics.dbErrors.inc({ kind: 'transient' });
+        this.#spool.outage.begin(errorText(err));
+        return this.#toSpool(request, started);
+      }
       this.#metrics.payloads.inc({ transport, outcome: 'failed' });
       this.#metrics.dbErrors.inc({ kind: isTransientDatabaseError(err) ? 'transient' : 'permanent' });
       this.#logger.error({ transport, user: request.identity.userName, error: errorText(err) }, 'could not store raw payload');
@@ -111,20 +144,86 @@ export class IngestService implements IngestSink, Component {
     return { kind: 'stored', ingestionId: stored.id, duplicatePayload: !stored.inserted, processed };
   }
 
-  #processedFor(stored: StoredRaw, request: IngestRequest, json: unknown): Promise<ProcessedOutcome> {
+  /** Appends to the spool (fsynced) so that the caller may acknowledge while the database is away. */
+  async #toSpool(request: IngestRequest, started: number): Promise<AcceptOutcome> {
+    const spool = this.#spool!;
+    const transport = request.transport;
+    try {
+      await spool.spool.append(request);
+    } catch (err) {
+      this.#metrics.payloads.inc({ transport, outcome: 'failed' });
+      if (err instanceof SpoolFullError) {
+        // Logged once per change of state by the spool itself; counted here per payload.
+        spool.metrics.refusedFull.inc();
+        throw new AppError('SS_DB_UNAVAILABLE', 'The database is unavailable and the local spool is full; retry later', undefined, { cause: err });
+      }
+      this.#logger.error({ transport, user: request.identity.userName, error: errorText(err) }, 'could not spool payload while the database is unavailable');
+      throw new AppError('SS_DB_UNAVAILABLE', 'The database is unavailable and the payload could not be spooled; retry later', undefined, { cause: err });
+    }
+    spool.metrics.spooled.inc();
+    this.#metrics.payloads.inc({ transport, outcome: 'spooled' });
+    this.#metrics.ingestDuration.observe({ transport, stage: 'accept' }, (performance.now() - started) / 1000);
+    return { kind: 'spooled' };
+  }
+
+  /**
+   * Stores a payload replayed from the spool and queues it for processing. Rejects when the
+   * database refuses it (the replayer tries again later). Re-storing bytes already committed only
+   * bumps receive_count (unique on user and sha256), so a replay after a crash stores nothing twice.
+   */
+  async storeReplayed(request: IngestRequest): Promise<void> {
+    const sha256 = createHash('sha256').update(request.body).digest();
+    const stored = await this.#raw.store(request, sha256);
+    this.#metrics.payloads.inc({ transport: request.transport, outcome: stored.inserted ? 'stored' : 'duplicate' });
+    // The JSON is read back from raw_ingestions when its turn comes: a replay can be large.
+    void this.#processedFor(stored, request, undefined, false);
+  }
+
+  /**
+   * Resolves once the processing backlog is at or under maxQueuedBytes. With `yieldToOutage`,
+   * also as soon as the database is unreachable (the payload then goes to the spool instead).
+   */
+  async waitForRoom(): Promise<void> {
+    await this.#waitForRoom(false);
+  }
+
+  async #waitForRoom(yieldToOutage: boolean): Promise<void> {
+    while (this.#queuedBytes > this.#options.maxQueuedBytes && !(yieldToOutage && this.#spool?.outage.active)) {
+      if (this.#stopped) throw new AppError('SS_SHUTTING_DOWN');
+      await new Promise<void>((resolve) => this.#roomWaiters.push(resolve));
+    }
+  }
+
+  #wakeRoomWaiters(): void {
+    for (const wake of this.#roomWaiters.splice(0)) wake();
+  }
+
+  #release(job: Job): void {
+    this.#queuedBytes -= job.bytes;
+    job.bytes = 0;
+    this.#metrics.processingQueueBytes.set(this.#queuedBytes);
+    if (this.#queuedBytes <= this.#options.maxQueuedBytes) this.#wakeRoomWaiters();
+  }
+
+  #processedFor(stored: StoredRaw, request: IngestRequest, json: unknown, hasJson = true): Promise<ProcessedOutcome> {
+    const bytes = request.body.length;
     if (stored.inserted || stored.status === 'failed') {
-      return this.#enqueue(stored.id, request.identity.userId, request.transport, json, true);
+      return this.#enqueue(stored.id, request.identity.userId, request.transport, json, hasJson, bytes);
     }
     if (stored.status === 'processed') return Promise.resolve(duplicateResult(stored));
     // Same bytes still waiting: share the job already queued (or queue it, after a restart).
-    return this.#pendingById.get(stored.id) ?? this.#enqueue(stored.id, request.identity.userId, request.transport, json, true);
+    return this.#pendingById.get(stored.id) ?? this.#enqueue(stored.id, request.identity.userId, request.transport, json, hasJson, bytes);
   }
 
-  #enqueue(ingestionId: string, userId: string, transport: Transport, json: unknown, hasJson: boolean): Promise<ProcessedOutcome> {
+  #enqueue(ingestionId: string, userId: string, transport: Transport, json: unknown, hasJson: boolean, bytes: number): Promise<ProcessedOutcome> {
     const existing = this.#pendingById.get(ingestionId);
     if (existing) return existing;
+    // Over the budget the parsed JSON is dropped and read back from raw_ingestions when its turn comes.
+    const keepJson = hasJson && this.#queuedBytes + bytes <= this.#options.maxQueuedBytes;
+    this.#queuedBytes += bytes;
+    this.#metrics.processingQueueBytes.set(this.#queuedBytes);
     const promise = new Promise<ProcessedOutcome>((resolve) => {
-      const job: Job = { ingestionId, userId, transport, json, hasJson, settled: false, attempt: 0, settle: () => undefined };
+      const job: Job = { ingestionId, userId, transport, json: keepJson ? json : undefined, hasJson: keepJson, bytes, settled: false, attempt: 0, settle: () => undefined };
       job.settle = (outcome) => {
         if (job.settled) return;
         job.settled = true;
@@ -168,6 +267,7 @@ export class IngestService implements IngestSink, Component {
         if (c.unchanged) this.#metrics.samples.inc({ transport: job.transport, type, result: 'unchanged' }, c.unchanged);
       }
       for (const t of rejectionTallies) this.#metrics.rejections.inc({ transport: job.transport, type: t.type, reason: t.reason }, t.count);
+      this.#release(job);
       this.#logger.info(
         { ingestionId: job.ingestionId, transport: job.transport, ms: Math.round(seconds * 1000), counts: summarize(result.counts), rejected: rejectionTallies.reduce((n, t) => n + t.count, 0) },
         'payload processed',
@@ -184,6 +284,8 @@ export class IngestService implements IngestSink, Component {
     this.#metrics.processingFailures.inc();
     this.#metrics.dbErrors.inc({ kind: transient ? 'transient' : 'permanent' });
     const giveUp = !transient && job.attempt >= this.#options.maxAttempts;
+    // New payloads go to the spool rather than wait for a backlog that cannot drain now.
+    if (transient) this.#spool?.outage.begin(message);
     this.#logger.error({ ingestionId: job.ingestionId, attempt: job.attempt, transient, error: message }, giveUp ? 'payload processing failed; marked failed' : 'payload processing failed; will retry');
     await this.#pool
       .query(
@@ -195,6 +297,7 @@ export class IngestService implements IngestSink, Component {
     job.settle({ ingestionId: job.ingestionId, error: message });
     if (giveUp) {
       this.#pendingById.delete(job.ingestionId);
+      this.#release(job);
       return;
     }
     const delay = Math.min(30_000, this.#options.retryBaseMs * 2 ** (job.attempt - 1));
@@ -234,10 +337,14 @@ export class IngestService implements IngestSink, Component {
   /** Payloads left in the queue stay 'received' in the database and are resumed at next start. */
   async stop(): Promise<void> {
     this.#stopped = true;
+    this.#unsubscribeOutage?.();
+    this.#unsubscribeOutage = null;
     for (const timer of this.#retryTimers) clearTimeout(timer);
     this.#retryTimers.clear();
     for (const job of this.#queue.splice(0)) job.settle({ ingestionId: job.ingestionId, error: 'shutting down; the payload is stored and will be processed at the next start' });
     this.#pendingById.clear();
+    // Jobs waiting for a retry are dropped too; all of them stay 'received' and resume at next start.
+    this.#wakeRoomWaiters(); // they see #stopped and refuse: no acknowledgement, the client re-sends
     await this.drain(60_000);
   }
 }

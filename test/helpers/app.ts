@@ -1,3 +1,6 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import pg from 'pg';
 import { App } from '../../src/app.js';
 import { loadConfig } from '../../src/config/load.js';
@@ -23,8 +26,11 @@ export interface TestApp {
  */
 export async function startTestApp(settings: Record<string, string> = {}, options: { database?: TestDatabase; tweak?: (c: Config) => Config } = {}): Promise<TestApp> {
   const db = options.database ?? (await createTestDatabase());
+  // Each app gets its own data directory (the spool lives there), removed on close.
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'ss-app-'));
   const base = loadConfig({
     DATABASE_URL: db.url,
+    DATA_DIR: dataDir,
     HTTP_HOST: '127.0.0.1',
     HTTP_PORT: '0',
     MQTT_TCP_HOST: '127.0.0.1',
@@ -55,6 +61,7 @@ export async function startTestApp(settings: Record<string, string> = {}, option
       await app.stop();
       await sql.end();
       if (!options.database) await db.drop();
+      await rm(dataDir, { recursive: true, force: true });
     },
   };
 }

@@ -4,7 +4,9 @@ import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { App } from './app.js';
 import { KeyStore, type CreatedKey } from './auth/key-store.js';
+import { parseIngestionsCommand, runIngestionsCommand } from './cli/ingestions.js';
 import { createdKeyToJson, formatKeyTable, keyToJson } from './cli/output.js';
+import { parseReprocessCommand, runReprocess } from './cli/reprocess.js';
 import { loadConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { AppError } from './errors.js';
@@ -24,6 +26,12 @@ Commands:
                                           create an API key (printed once)
   keys list [--json]                      list API keys (never the keys themselves)
   keys revoke ID|PREFIX                   revoke an API key
+  ingestions list [--status received|processed|failed] [--limit N] [--json]
+                                          list stored payloads, newest first (default 50)
+  ingestions retry ID                     process a failed (or waiting) payload now; exit 1 if it fails again
+  reprocess [--since DATE] [--status processed|failed|all] [--json]
+                                          re-derive rows from stored payloads, oldest first
+                                          (idempotent; safe while the daemon runs)
   help | --help, version | --version
 
 Settings come from environment variables (see config/self-sensored.example.env).`;
@@ -41,6 +49,9 @@ async function main(argv: string[]): Promise<number> {
       config: { type: 'string' },
       user: { type: 'string' },
       label: { type: 'string' },
+      status: { type: 'string' },
+      limit: { type: 'string' },
+      since: { type: 'string' },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
       version: { type: 'boolean', short: 'v', default: false },
@@ -67,6 +78,16 @@ async function main(argv: string[]): Promise<number> {
       });
     case 'keys':
       return keysCommand(config, sub, arg, values);
+    case 'ingestions': {
+      // Parsed first: usage errors are reported before the database is started for nothing.
+      const cmd = parseIngestionsCommand(sub, arg, values);
+      return withDatabase(config, (db, log) => runIngestionsCommand(cmd, db.pool, config, log));
+    }
+    case 'reprocess': {
+      if (sub !== undefined) throw new AppError('SS_USAGE', `reprocess takes no argument ("${sub}"); use --since DATE and --status`);
+      const cmd = parseReprocessCommand(values);
+      return withDatabase(config, (db, log) => runReprocess(cmd, db.pool, config, log));
+    }
     default:
       throw new AppError('SS_USAGE', `unknown command "${command}"\n\n${USAGE}`);
   }

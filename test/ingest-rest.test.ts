@@ -3,6 +3,10 @@ import { after, before, describe, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { allFixtures, expectedCounts, readFixture, sampleTableByLabel as tables } from './helpers/fixtures.js';
 import { count, startTestApp, type TestApp } from './helpers/app.js';
+import { defaultLimits } from '../src/hae/limits.js';
+import { PayloadProcessor } from '../src/ingest/processor.js';
+import { createLogger } from '../src/log.js';
+import { PartitionManager } from '../src/store/partitions.js';
 
 interface IngestAnswer {
   ingestionId: string;
@@ -160,6 +164,14 @@ describe('REST ingest against PostgreSQL', () => {
     const row = await t.sql.query(`SELECT qty, ingestion_id FROM quantity_samples WHERE metric = 'step_count' AND source = 'iPhone' AND start_time = '2025-01-04 23:00:00+00'`);
     assert.equal(row.rows[0].qty, 5400);
     assert.equal(String(row.rows[0].ingestion_id), second.ingestionId);
+
+    // Re-processing the older payload (reprocess, retry) never puts its older value back.
+    const processor = new PayloadProcessor({ pool: t.sql, partitions: new PartitionManager(t.sql, createLogger('silent')), chunkRows: 1000, limits: defaultLimits });
+    const userId = (await t.sql.query<{ user_id: string }>('SELECT user_id FROM raw_ingestions WHERE id = $1', [first.ingestionId])).rows[0]!.user_id;
+    const again = await processor.process(first.ingestionId, String(userId), JSON.parse(body(1200)));
+    assert.deepEqual(again.result.counts.quantity, { received: 1, inserted: 0, updated: 0, unchanged: 1, rejected: 0 });
+    const still = await t.sql.query(`SELECT qty FROM quantity_samples WHERE metric = 'step_count' AND source = 'iPhone' AND start_time = '2025-01-04 23:00:00+00'`);
+    assert.equal(still.rows[0].qty, 5400);
   });
 
   test('invalid items are rejected one by one; the rest is stored', async () => {

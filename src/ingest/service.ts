@@ -100,10 +100,11 @@ export class IngestService implements IngestSink, Component {
     this.#stopped = false;
     // Waiters for room give way to the spool as soon as an outage begins: processing cannot drain then.
     this.#unsubscribeOutage = this.#spool?.outage.onChange(() => this.#wakeRoomWaiters()) ?? null;
-    const { rows } = await this.#pool.query<{ id: string; user_id: string; transport: Transport; size_bytes: number }>(
-      `SELECT id, user_id, transport, size_bytes FROM raw_ingestions WHERE status = 'received' ORDER BY id`,
+    const { rows } = await this.#pool.query<{ id: string; user_id: string; transport: Transport; size_bytes: number; attempts: number }>(
+      `SELECT id, user_id, transport, size_bytes, attempts FROM raw_ingestions WHERE status = 'received' ORDER BY id`,
     );
-    for (const row of rows) this.#enqueue(String(row.id), String(row.user_id), row.transport, undefined, false, Number(row.size_bytes));
+    // Attempts carry over from earlier runs, so a payload that fails at every start still ends failed.
+    for (const row of rows) this.#enqueue(String(row.id), String(row.user_id), row.transport, undefined, false, Number(row.size_bytes), Number(row.attempts));
     if (rows.length > 0) this.#logger.info({ payloads: rows.length }, 'resuming stored payloads that were not processed');
   }
 
@@ -215,7 +216,7 @@ export class IngestService implements IngestSink, Component {
     return this.#pendingById.get(stored.id) ?? this.#enqueue(stored.id, request.identity.userId, request.transport, json, hasJson, bytes);
   }
 
-  #enqueue(ingestionId: string, userId: string, transport: Transport, json: unknown, hasJson: boolean, bytes: number): Promise<ProcessedOutcome> {
+  #enqueue(ingestionId: string, userId: string, transport: Transport, json: unknown, hasJson: boolean, bytes: number, attempts = 0): Promise<ProcessedOutcome> {
     const existing = this.#pendingById.get(ingestionId);
     if (existing) return existing;
     // Over the budget the parsed JSON is dropped and read back from raw_ingestions when its turn comes.
@@ -223,7 +224,7 @@ export class IngestService implements IngestSink, Component {
     this.#queuedBytes += bytes;
     this.#metrics.processingQueueBytes.set(this.#queuedBytes);
     const promise = new Promise<ProcessedOutcome>((resolve) => {
-      const job: Job = { ingestionId, userId, transport, json: keepJson ? json : undefined, hasJson: keepJson, bytes, settled: false, attempt: 0, settle: () => undefined };
+      const job: Job = { ingestionId, userId, transport, json: keepJson ? json : undefined, hasJson: keepJson, bytes, settled: false, attempt: attempts, settle: () => undefined };
       job.settle = (outcome) => {
         if (job.settled) return;
         job.settled = true;

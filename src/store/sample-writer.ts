@@ -7,7 +7,9 @@ import type { SampleTable } from './sample-tables.js';
  * chunks go in as one `INSERT … SELECT FROM unnest(arrays)` each, so the statement has one
  * parameter per column whatever the row count (no 65,535 bind-parameter ceiling). Array-valued
  * columns travel as one jsonb/text value per row and are converted by the column's `select`.
- * A conflicting row is updated only when a value differs (latest export wins), which tells
+ * A conflicting row is updated only when a value differs and the payload is not older than the
+ * one the row came from (raw ingestion ids grow with arrival): the latest export wins, and
+ * reprocessing or retrying an old payload never puts an older value back. That also tells
  * inserted, updated and unchanged rows apart.
  */
 export async function writeSamples<R>(
@@ -52,7 +54,8 @@ function upsertSql<R>(table: SampleTable<R>): string {
       SELECT $1::bigint, $2::bigint, ${selected} FROM unnest(${unnestArgs}) AS u(${names.join(', ')})
       ON CONFLICT (${table.conflict.join(', ')}) DO UPDATE
         SET ${[...valueColumns, 'ingestion_id'].map((n) => `${n} = excluded.${n}`).join(', ')}, revision = t.revision + 1
-        WHERE (${valueColumns.map((n) => `t.${n}`).join(', ')}) IS DISTINCT FROM (${valueColumns.map((n) => `excluded.${n}`).join(', ')})
+        WHERE t.ingestion_id <= excluded.ingestion_id
+          AND (${valueColumns.map((n) => `t.${n}`).join(', ')}) IS DISTINCT FROM (${valueColumns.map((n) => `excluded.${n}`).join(', ')})
       RETURNING t.revision = 1 AS inserted
     )
     SELECT count(*) FILTER (WHERE inserted) AS inserted, count(*) FILTER (WHERE NOT inserted) AS updated FROM written`;

@@ -38,6 +38,12 @@ export class Database implements Component {
       idleTimeoutMillis: 30_000,
     });
     pool.on('error', (err) => this.#logger.warn({ error: err.message }, 'idle database connection failed'));
+    // The pool listens for errors only on idle clients. A connection lost while checked out
+    // (mid-transaction) would emit 'error' with no listener and end the process; the query in
+    // flight rejects anyway and takes the transient-error path (retry, spool).
+    pool.on('connect', (client) => {
+      client.on('error', (err) => this.#logger.warn({ error: err.message }, 'database connection lost while in use'));
+    });
     this.#pool = pool;
     this.#metrics?.observePool(() => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }));
     const client = await pool.connect();

@@ -7,7 +7,7 @@ import { KeyStore, type CreatedKey } from './auth/key-store.js';
 import { parseIngestionsCommand, runIngestionsCommand } from './cli/ingestions.js';
 import { createdKeyToJson, formatKeyTable, keyToJson } from './cli/output.js';
 import { parseReprocessCommand, runReprocess } from './cli/reprocess.js';
-import { loadConfig } from './config/load.js';
+import { loadConfigFromEnvironment } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { AppError } from './errors.js';
 import { createLogger, type Logger } from './log.js';
@@ -66,7 +66,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${version()}\n`);
     return 0;
   }
-  const config = loadConfig(process.env, values.config);
+  const config = loadConfigFromEnvironment(values.config);
   switch (command) {
     case 'start':
       return runDaemon(config);

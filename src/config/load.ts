@@ -29,6 +29,11 @@ export function loadConfig(env: Record<string, string | undefined>, configFile?:
   return deepFreeze(result.data);
 }
 
+/** The daemon's and CLI's configuration: this process's environment plus the optional file. */
+export function loadConfigFromEnvironment(configFile?: string): Config {
+  return loadConfig(process.env, configFile);
+}
+
 export function readSettingsFile(file: string): Record<string, string> {
   let text: string;
   try {

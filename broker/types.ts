@@ -78,7 +78,13 @@ export type AcceptOutcome =
       /** Settles once the samples are written (or the payload is marked failed). Never rejects. */
       processed: Promise<ProcessingResult | { ingestionId: string; error: string }>;
     }
-  | { kind: 'invalid_json'; message: string; position: number | null }
+  | {
+      kind: 'invalid_json';
+      message: string;
+      position: number | null;
+      /** SS_INVALID_JSON, or the limit the payload crossed (SS_JSON_TOO_DEEP, SS_JSON_STRING_TOO_LONG). */
+      code?: 'SS_INVALID_JSON' | 'SS_JSON_TOO_DEEP' | 'SS_JSON_STRING_TOO_LONG';
+    }
   /** The database is unreachable: the payload is written and fsynced to the local spool, and replayed into the database later. */
   | { kind: 'spooled' };
 

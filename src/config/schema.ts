@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { defaultLimits, type ValidationLimits } from '../hae/limits.js';
+import { DEFAULT_JSON_LIMITS } from '../ingest/json-limits.js';
 
 // Environment variables arrive as strings; these helpers turn them into typed values with
 // messages a person can act on.
@@ -12,6 +13,68 @@ const bool = z
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
 
 const MIB = 1024 * 1024;
+
+// HTTP hardening and rate limits
+const nonNegativeInt = (name: string) =>
+  z.coerce.number({ error: `${name} must be a whole number` }).int().min(0);
+const commaList = z.string().transform((v) => v.split(',').map((item) => item.trim()).filter((item) => item !== ''));
+const hardeningShape = {
+  HTTP_HEADERS_TIMEOUT_MS: positiveInt('HTTP_HEADERS_TIMEOUT_MS').default(10_000),
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: positiveInt('HTTP_KEEP_ALIVE_TIMEOUT_MS').default(5_000),
+  JSON_MAX_DEPTH: positiveInt('JSON_MAX_DEPTH').max(10_000).default(DEFAULT_JSON_LIMITS.maxDepth),
+  JSON_MAX_STRING_BYTES: positiveInt('JSON_MAX_STRING_BYTES').default(DEFAULT_JSON_LIMITS.maxStringBytes),
+  // The browser origins allowed to call the API; empty (the default) sends no CORS headers at all.
+  CORS_ORIGINS: commaList.pipe(
+    z.array(
+      z
+        .string()
+        .refine((o) => o !== '*', { error: 'CORS_ORIGINS cannot be *: list each origin (e.g. https://dash.example.org)' })
+        .refine((o) => o === '*' || /^https?:\/\/[^/\s]+$/.test(o), { error: 'CORS_ORIGINS entries must be origins like https://host[:port], without a path' }),
+    ),
+  ).default([]),
+  // Proxies whose X-Forwarded-For is believed (addresses or CIDR ranges); empty: none is.
+  TRUST_PROXY: commaList.default([]),
+  RATE_LIMIT_KEY_PER_MINUTE: nonNegativeInt('RATE_LIMIT_KEY_PER_MINUTE').default(600),
+  RATE_LIMIT_KEY_BURST: positiveInt('RATE_LIMIT_KEY_BURST').default(120),
+  RATE_LIMIT_ADDRESS_PER_MINUTE: nonNegativeInt('RATE_LIMIT_ADDRESS_PER_MINUTE').default(1200),
+  RATE_LIMIT_ADDRESS_BURST: positiveInt('RATE_LIMIT_ADDRESS_BURST').default(240),
+  REDIS_URL: z.url({ protocol: /^rediss?$/, error: 'REDIS_URL must be a redis:// or rediss:// URL' }).optional(),
+  MQTT_RATE_LIMIT_MAX_WAIT_MS: positiveInt('MQTT_RATE_LIMIT_MAX_WAIT_MS').default(60_000),
+  MQTT_RATE_LIMIT_MAX_WAITING: positiveInt('MQTT_RATE_LIMIT_MAX_WAITING').default(100),
+  TLS_CERT_FILE: z.string().min(1).optional(),
+  TLS_KEY_FILE: z.string().min(1).optional(),
+  MQTT_TLS_PORT: port('MQTT_TLS_PORT').optional(),
+};
+
+type HardeningSettings = z.output<z.ZodObject<typeof hardeningShape>>;
+
+function checkHardening(s: HardeningSettings, ctx: z.RefinementCtx): void {
+  if ((s.TLS_CERT_FILE === undefined) !== (s.TLS_KEY_FILE === undefined)) {
+    ctx.addIssue({ code: 'custom', path: [s.TLS_CERT_FILE ? 'TLS_KEY_FILE' : 'TLS_CERT_FILE'], message: 'TLS_CERT_FILE and TLS_KEY_FILE go together: set both or neither' });
+  }
+  if (s.TLS_CERT_FILE === undefined && s.MQTT_TLS_PORT !== undefined && s.MQTT_TLS_PORT !== 0) {
+    ctx.addIssue({ code: 'custom', path: ['MQTT_TLS_PORT'], message: 'MQTT_TLS_PORT needs TLS_CERT_FILE and TLS_KEY_FILE' });
+  }
+}
+
+function hardeningConfig(s: HardeningSettings) {
+  const tls = s.TLS_CERT_FILE && s.TLS_KEY_FILE ? { certFile: s.TLS_CERT_FILE, keyFile: s.TLS_KEY_FILE } : null;
+  const mqttTlsPort = tls ? (s.MQTT_TLS_PORT ?? 8883) : 0;
+  const rule = (perMinute: number, burst: number) => (perMinute === 0 ? null : { perMinute, burst });
+  return {
+    httpTimeouts: { headersTimeoutMs: s.HTTP_HEADERS_TIMEOUT_MS, keepAliveTimeoutMs: s.HTTP_KEEP_ALIVE_TIMEOUT_MS },
+    cors: { origins: s.CORS_ORIGINS },
+    trustProxy: s.TRUST_PROXY,
+    json: { maxDepth: s.JSON_MAX_DEPTH, maxStringBytes: s.JSON_MAX_STRING_BYTES },
+    rateLimit: {
+      key: rule(s.RATE_LIMIT_KEY_PER_MINUTE, s.RATE_LIMIT_KEY_BURST),
+      address: rule(s.RATE_LIMIT_ADDRESS_PER_MINUTE, s.RATE_LIMIT_ADDRESS_BURST),
+      redisUrl: s.REDIS_URL,
+      mqtt: { maxWaitMs: s.MQTT_RATE_LIMIT_MAX_WAIT_MS, maxWaiting: s.MQTT_RATE_LIMIT_MAX_WAITING },
+    },
+    tls: tls && { ...tls, mqttPort: mqttTlsPort, mqttEnabled: mqttTlsPort !== 0 },
+  };
+}
 
 // A range setting may narrow its default but not widen it: the defaults are also the database's
 // CHECK constraints, and a value the database refuses would fail its whole payload.
@@ -90,8 +153,10 @@ export const settingsSchema = z
     BOOTSTRAP_USER: z.string().min(1).max(100).default('me'),
     BOOTSTRAP_KEY: bool.default(true),
     ...limitShape,
+    ...hardeningShape,
   })
   .superRefine((s, ctx) => {
+    checkHardening(s, ctx);
     for (const [name, [limit, end]] of Object.entries(limitSettings) as Array<[LimitSetting, [keyof ValidationLimits, 'min' | 'max']]>) {
       if (end !== 'min') continue;
       const maxName = (Object.keys(limitSettings) as LimitSetting[]).find((n) => limitSettings[n][0] === limit && limitSettings[n][1] === 'max')!;
@@ -130,6 +195,7 @@ export const settingsSchema = z
     publicHost: s.PUBLIC_HOST,
     bootstrap: { user: s.BOOTSTRAP_USER, enabled: s.BOOTSTRAP_KEY },
     validation: limitsFrom(s),
+    ...hardeningConfig(s),
   }));
 
 export type Config = z.output<typeof settingsSchema>;

@@ -112,10 +112,9 @@ async function authenticate(authenticator: Authenticator, req: IncomingMessage, 
 
 function answerInvalidJson(res: ServerResponse, body: Buffer, outcome: Extract<AcceptOutcome, { kind: 'invalid_json' }>): void {
   const where = outcome.position === null ? { line: null, column: null } : lineAndColumn(body, outcome.position);
-  sendError(
-    res,
-    new AppError('SS_INVALID_JSON', `The body is not valid JSON: ${outcome.message}`, { position: outcome.position, ...where }),
-  );
+  const code = outcome.code ?? 'SS_INVALID_JSON';
+  const message = code === 'SS_INVALID_JSON' ? `The body is not valid JSON: ${outcome.message}` : `The body was refused, nothing was stored: ${outcome.message}`;
+  sendError(res, new AppError(code, message, { position: outcome.position, ...where }));
 }
 
 async function answerStored(res: ServerResponse, outcome: Stored, log: IngestLog): Promise<void> {

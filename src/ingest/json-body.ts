@@ -1,9 +1,20 @@
 import { jsonErrorPosition } from './json-error-position.js';
+import { findJsonLimitViolation, type JsonLimits } from './json-limits.js';
 
-export type JsonParseOutcome = { ok: true; value: unknown } | { ok: false; message: string; position: number | null };
+export type JsonParseFailureCode = 'SS_INVALID_JSON' | 'SS_JSON_TOO_DEEP' | 'SS_JSON_STRING_TOO_LONG';
 
-/** JSON.parse with the error position pulled out of V8's message, for a useful 400 answer. */
-export function parseJsonBody(body: Buffer): JsonParseOutcome {
+export type JsonParseOutcome =
+  | { ok: true; value: unknown }
+  | { ok: false; message: string; position: number | null; code: JsonParseFailureCode };
+
+/**
+ * JSON.parse with the error position pulled out of V8's message, for a useful 400 answer.
+ * With limits (new payloads from any transport), a body over them is refused before parsing;
+ * payloads already stored are parsed without them.
+ */
+export function parseJsonBody(body: Buffer, limits: JsonLimits | null = null): JsonParseOutcome {
+  const overLimit = limits && findJsonLimitViolation(body, limits);
+  if (overLimit) return { ok: false, message: overLimit.message, position: textOffset(body, overLimit.byteOffset), code: overLimit.code };
   let text = body.toString('utf8');
   // Some HTTP clients prepend a UTF-8 byte order mark, which JSON.parse refuses.
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
@@ -11,6 +22,12 @@ export function parseJsonBody(body: Buffer): JsonParseOutcome {
     return { ok: true, value: JSON.parse(text) };
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
-    return { ok: false, message, position: jsonErrorPosition(text) };
+    return { ok: false, message, position: jsonErrorPosition(text), code: 'SS_INVALID_JSON' };
   }
+}
+
+/** A byte offset as the UTF-16 offset JSON.parse positions use (byte order mark removed). */
+function textOffset(body: Buffer, byteOffset: number): number {
+  const hasBom = body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf;
+  return Math.max(0, body.subarray(hasBom ? 3 : 0, byteOffset).toString('utf8').length);
 }

@@ -13,6 +13,7 @@ import type { Component } from '../lifecycle.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { parseJsonBody } from './json-body.js';
+import { DEFAULT_JSON_LIMITS, type JsonLimits } from './json-limits.js';
 import type { PayloadProcessor } from './processor.js';
 import type { DatabaseOutage } from './outage.js';
 import type { RawIngestionStore, StoredRaw } from './raw-store.js';
@@ -45,6 +46,8 @@ export interface IngestServiceOptions {
    * it, and above it accept() waits before storing (the acknowledgement is held, so clients slow down).
    */
   maxQueuedBytes: number;
+  /** Nesting depth and string length a new payload may have; over them it is refused as a whole. */
+  jsonLimits?: JsonLimits;
 }
 
 /** Where payloads go while the database is unreachable. Absent in tests that do not need it. */
@@ -112,14 +115,14 @@ export class IngestService implements IngestSink, Component {
     const started = performance.now();
     const transport = request.transport;
     this.#metrics.payloadBytes.inc({ transport }, request.body.length);
-    const parsed = parseJsonBody(request.body);
+    const parsed = parseJsonBody(request.body, this.#options.jsonLimits ?? DEFAULT_JSON_LIMITS);
     if (!parsed.ok) {
-      this.#metrics.payloads.inc({ transport, outcome: 'invalid_json' });
+      this.#metrics.payloads.inc({ transport, outcome: parsed.code === 'SS_INVALID_JSON' ? 'invalid_json' : 'json_limit' });
       this.#logger.warn(
-        { transport, user: request.identity.userName, bytes: request.body.length, position: parsed.position, error: parsed.message },
+        { transport, user: request.identity.userName, bytes: request.body.length, position: parsed.position, code: parsed.code, error: parsed.message },
         'payload is not valid JSON; not stored',
       );
-      return { kind: 'invalid_json', message: parsed.message, position: parsed.position };
+      return { kind: 'invalid_json', message: parsed.message, position: parsed.position, code: parsed.code };
     }
     // Backpressure: hold this payload (and its acknowledgement) while the backlog is over the limit.
     await this.#waitForRoom(true);

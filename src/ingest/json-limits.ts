@@ -1,0 +1,71 @@
+/**
+ * Structural limits checked on the raw bytes before JSON.parse sees them, so a hostile payload
+ * (100,000 nested arrays, one 80 MB string) is refused as a whole before it can cost a parse,
+ * a deep recursion further down, or a giant row. One pass, no allocation: the ingest path
+ * carries 80–100 MB payloads, so this must stay a tight loop over the bytes.
+ */
+
+export interface JsonLimits {
+  /** Deepest nesting of objects and arrays. */
+  maxDepth: number;
+  /** Longest string (key or value), counted in bytes as sent, escapes included. */
+  maxStringBytes: number;
+}
+
+/**
+ * Real Health Auto Export bodies nest 6–8 levels (heart-rate notifications: data → array →
+ * item → heartRate → item → timestamp → interval) and their longest strings are ~40 bytes
+ * (source names); voltages and routes are arrays of numbers, not strings.
+ */
+export const DEFAULT_JSON_LIMITS: JsonLimits = { maxDepth: 64, maxStringBytes: 1024 * 1024 };
+
+export interface JsonLimitViolation {
+  code: 'SS_JSON_TOO_DEEP' | 'SS_JSON_STRING_TOO_LONG';
+  message: string;
+  /** Byte offset in the body where the limit was crossed. */
+  byteOffset: number;
+}
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+// '{' and '[' differ from each other only in bit 0x20, as do '}' and ']': one compare each.
+const OPEN = 0x7b;
+const CLOSE = 0x7d;
+const CASE_BIT = 0x20;
+
+/**
+ * The first limit the body crosses, or null. It does not validate the JSON (JSON.parse does);
+ * on invalid JSON it may report a limit instead of the syntax error, which is refused just the same.
+ * Measured at 700–850 MB/s on an 85 MB payload (scripts/bench-json-limits.ts), a tenth of JSON.parse.
+ */
+export function findJsonLimitViolation(body: Uint8Array, limits: JsonLimits): JsonLimitViolation | null {
+  const { maxDepth, maxStringBytes } = limits;
+  const n = body.length;
+  let depth = 0;
+  let i = 0;
+  while (i < n) {
+    const c = body[i++]!;
+    if (c === QUOTE) {
+      const start = i;
+      while (i < n) {
+        const x = body[i++]!;
+        if (x === QUOTE) break;
+        if (x === BACKSLASH) i++;
+      }
+      // i is one past the closing quote (or past the end when the string never closes).
+      if (Math.min(i, n + 1) - 1 - start > maxStringBytes) {
+        return { code: 'SS_JSON_STRING_TOO_LONG', message: `A string is longer than the limit of ${maxStringBytes} bytes`, byteOffset: start - 1 };
+      }
+    } else {
+      const folded = c | CASE_BIT;
+      if (folded === OPEN) {
+        if (++depth > maxDepth) {
+          return { code: 'SS_JSON_TOO_DEEP', message: `Objects and arrays are nested deeper than the limit of ${maxDepth} levels`, byteOffset: i - 1 };
+        }
+      } else if (folded === CLOSE) {
+        depth--;
+      }
+    }
+  }
+  return null;
+}

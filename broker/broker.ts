@@ -3,15 +3,17 @@ import { createServer, type Server, type Socket } from 'node:net';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
+import { createServer as createTlsServer, type SecureContextOptions, type Server as TlsServer } from 'node:tls';
 import { Aedes, type AedesOptions, type Client, type Connection } from 'aedes';
 import { WebSocketServer, createWebSocketStream, type WebSocket } from 'ws';
 import type { Component } from '../src/lifecycle.js';
 import type { Logger } from '../src/log.js';
 import type { Metrics } from '../src/metrics.js';
-import type { Authenticator, IngestSink } from './types.js';
+import type { Authenticator, IngestSink, PublishRateLimiter, PublishThrottleOptions } from './types.js';
 import { createBrokerHooks, errorSummary, type BrokerHooks, type ConnectionInfo } from './hooks.js';
 import { InflightTracker } from './inflight.js';
 import { PacketSizeGuard, guardStream, type PacketSizeViolation } from './packet-size-guard.js';
+import { PublishThrottle } from './publish-throttle.js';
 import { compileTopicFilter } from './topic-filter.js';
 
 export interface MqttBrokerOptions {
@@ -26,6 +28,8 @@ export interface MqttBrokerOptions {
   maxPacketBytes: number;
   /** e.g. 'health/#'; publishes to other topics are acknowledged but not stored. */
   ingestTopicFilter: string;
+  /** MQTT over TLS on its own port (the plain TCP listener keeps its own setting); port 0 = ephemeral. */
+  tls?: { host: string; port: number; context: SecureContextOptions } | undefined;
   /** How long stop() waits for payloads still being stored. Default 10 000 ms. */
   drainTimeoutMs?: number;
 }
@@ -36,6 +40,8 @@ export interface MqttBrokerDeps {
   metrics: Metrics;
   authenticator: Authenticator;
   sink: IngestSink;
+  /** Per-key publish rate limit; publishes over it wait for their PUBACK. */
+  publishLimit?: { limiter: PublishRateLimiter; options: PublishThrottleOptions };
 }
 
 export const DEFAULT_MAX_PACKET_BYTES = 128 * 1024 * 1024;
@@ -61,6 +67,8 @@ export class MqttBroker implements Component {
   private wss: WebSocketServer | null = null;
   private tcpServer: Server | null = null;
   private tcpClosed: Promise<void> = Promise.resolve();
+  private tlsServer: TlsServer | null = null;
+  private tlsClosed: Promise<void> = Promise.resolve();
   private accepting = false;
   private draining = false;
   private stopping: Promise<void> | null = null;
@@ -78,6 +86,8 @@ export class MqttBroker implements Component {
       inflight: this.inflight,
       connectionInfo: (client) => this.connectionInfo(client),
       isDraining: () => this.draining,
+      throttle:
+        deps.publishLimit && new PublishThrottle(deps.publishLimit.limiter, deps.publishLimit.options, this.log, () => this.draining),
     });
   }
 
@@ -91,11 +101,13 @@ export class MqttBroker implements Component {
       maxPayload: this.options.maxPacketBytes + FIXED_HEADER_MAX_BYTES,
     });
     if (this.options.tcpEnabled) await this.listenTcp();
+    if (this.options.tls) await this.listenTls(this.options.tls);
     this.accepting = true;
     this.log.info(
       {
         wsPath: this.options.wsPath,
         tcp: this.tcpAddress,
+        tls: this.tlsAddress,
         ingestTopicFilter: this.options.ingestTopicFilter,
         maxPacketBytes: this.options.maxPacketBytes,
       },
@@ -119,6 +131,17 @@ export class MqttBroker implements Component {
     return { host: address.address, port: address.port };
   }
 
+  get tlsAddress(): { host: string; port: number } | null {
+    const address = this.tlsServer?.address();
+    if (!address || typeof address === 'string') return null;
+    return { host: address.address, port: address.port };
+  }
+
+  /** New MQTT-over-TLS connections use this certificate (after a reload); open ones keep theirs. */
+  setSecureContext(context: SecureContextOptions): void {
+    this.tlsServer?.setSecureContext(context);
+  }
+
   isReady(): boolean {
     return this.accepting && this.aedes !== null && !this.aedes.closed;
   }
@@ -132,6 +155,8 @@ export class MqttBroker implements Component {
       // close() stops listening at once; its callback waits for open sockets, awaited in stop().
       this.tcpClosed = new Promise((resolve) => server.close(() => resolve()));
     }
+    const tlsServer = this.tlsServer;
+    if (tlsServer?.listening) this.tlsClosed = new Promise((resolve) => tlsServer.close(() => resolve()));
     this.log.info('mqtt: no longer accepting connections');
   }
 
@@ -155,6 +180,7 @@ export class MqttBroker implements Component {
     // Aedes closes registered clients only: also drop sockets still before or inside CONNECT.
     for (const stream of this.live) stream.destroy();
     await this.tcpClosed;
+    await this.tlsClosed;
     this.wss?.close();
     this.log.info('mqtt: broker stopped');
   }
@@ -213,6 +239,21 @@ export class MqttBroker implements Component {
     });
     server.on('error', (err) => this.log.error({ error: errorSummary(err) }, 'mqtt: TCP listener error'));
     this.tcpServer = server;
+  }
+
+  private async listenTls(tls: NonNullable<MqttBrokerOptions['tls']>): Promise<void> {
+    // The handshake gets the same deadline as CONNECT, so an idle TLS socket is not kept for 120 s.
+    const server = createTlsServer({ ...tls.context, handshakeTimeout: CONNECT_TIMEOUT_MS }, (socket) => this.attachTcp(socket));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(tls.port, tls.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (err) => this.log.error({ error: errorSummary(err) }, 'mqtt: TLS listener error'));
+    server.on('tlsClientError', (err) => this.log.debug({ error: errorSummary(err) }, 'mqtt: TLS handshake failed'));
+    this.tlsServer = server;
   }
 
   private attachTcp(socket: Socket): void {

@@ -3,6 +3,7 @@ import type { Logger } from '../src/log.js';
 import type { Metrics } from '../src/metrics.js';
 import type { AuthFailureReason, Authenticator, Identity, IngestSink, Transport } from './types.js';
 import type { InflightTracker } from './inflight.js';
+import type { PublishThrottle } from './publish-throttle.js';
 import type { TopicMatcher } from './topic-filter.js';
 
 /**
@@ -33,6 +34,8 @@ export interface HookContext {
   connectionInfo(client: Client): ConnectionInfo;
   /** True once shutdown has begun: new publishes are then refused without an ack. */
   isDraining(): boolean;
+  /** Holds publishes over the key's rate limit (absent: no limit). */
+  throttle?: PublishThrottle | undefined;
 }
 
 type Hook<K extends keyof AedesOptions> = NonNullable<AedesOptions[K]>;
@@ -136,7 +139,7 @@ export function createBrokerHooks(ctx: HookContext): BrokerHooks {
 
     const body = typeof packet.payload === 'string' ? Buffer.from(packet.payload, 'utf8') : packet.payload;
     const receivedAt = new Date();
-    const work = Promise.resolve()
+    const work = Promise.resolve(ctx.throttle?.admit(client, session.identity))
       .then(() =>
         ctx.sink.accept({ identity: session.identity, transport, topic, body, receivedAt, clientId, remoteAddress }),
       )

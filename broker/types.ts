@@ -95,3 +95,18 @@ export interface IngestSink {
    */
   accept(request: IngestRequest): Promise<AcceptOutcome>;
 }
+
+/** A per-key publish budget, shared with the HTTP per-key limit. */
+export interface PublishRateLimiter {
+  /** Takes one publish from the key's budget; when it is spent, how long until one is free. */
+  take(keyId: string): Promise<{ allowed: boolean; retryAfterMs: number }>;
+  /** A publish had to wait for its budget, or a client was disconnected for staying over it. */
+  report(event: 'delayed' | 'disconnected'): void;
+}
+
+export interface PublishThrottleOptions {
+  /** A client whose publishes have been held back this long without a break is disconnected. */
+  maxWaitMs: number;
+  /** A client with more publishes than this held back at once is disconnected. */
+  maxWaiting: number;
+}

@@ -3,6 +3,9 @@ import { MqttBroker } from '../broker/broker.js';
 import { KeyAuthenticator } from './auth/authenticator.js';
 import { KeyStore, type CreatedKey } from './auth/key-store.js';
 import type { Config } from './config/schema.js';
+import { ClientAddressResolver } from './http/client-address.js';
+import { CorsPolicy } from './http/cors.js';
+import { HttpRateLimits } from './http/rate-limit.js';
 import { HttpServer, type ReadinessReport } from './http/server.js';
 import { PayloadProcessor } from './ingest/processor.js';
 import { DatabaseOutage } from './ingest/outage.js';
@@ -19,6 +22,12 @@ import { loadMigrations, migrate } from './store/migrator.js';
 import { PartitionManager } from './store/partitions.js';
 import { enablePostgisIfAvailable } from './store/postgis.js';
 import { Database } from './store/pool.js';
+import { MemoryRateLimiter } from './ratelimit/memory-limiter.js';
+import { RateLimitMetrics } from './ratelimit/metrics.js';
+import { KeyPublishLimiter } from './ratelimit/publish-limiter.js';
+import { RedisRateLimiter } from './ratelimit/redis-limiter.js';
+import type { RateLimiter } from './ratelimit/types.js';
+import { TlsCertificates } from './tls/certificates.js';
 
 export interface AppOptions {
   config: Config;
@@ -50,6 +59,8 @@ export class App {
   #broker: MqttBroker | null = null;
   #http: HttpServer | null = null;
   #partitionTimer: NodeJS.Timeout | null = null;
+  #rateLimiter: RateLimiter | null = null;
+  #certificates: TlsCertificates | null = null;
   #ready = false;
   #starting: Promise<void> | null = null;
   #stopping: Promise<void> | null = null;
@@ -67,6 +78,18 @@ export class App {
 
   get mqttTcpAddress(): { host: string; port: number } | null {
     return this.#broker?.tcpAddress ?? null;
+  }
+
+  get mqttTlsAddress(): { host: string; port: number } | null {
+    return this.#broker?.tlsAddress ?? null;
+  }
+
+  /**
+   * Reads TLS_CERT_FILE and TLS_KEY_FILE again (main wires this to SIGHUP); new connections
+   * get the new pair. False when TLS is off or the new pair is unusable (the old one stays).
+   */
+  reloadTls(): boolean {
+    return this.#certificates?.reload() ?? false;
   }
 
   get keys(): KeyStore {
@@ -97,6 +120,11 @@ export class App {
   async #start(): Promise<void> {
     const { config } = this;
     const log = this.#logger;
+    // Checked before anything starts, so a wrong certificate path fails fast and clearly.
+    if (config.tls) {
+      this.#certificates = new TlsCertificates(config.tls, log.child({ component: 'tls' }));
+      void this.#certificates.current;
+    }
     this.#target = await openDatabaseTarget(config, log, { stopAdopted: true });
     const db = new Database({ connectionString: this.#target.connectionString, poolMax: config.database.poolMax }, log.child({ component: 'db' }), this.metrics);
     this.#db = db;
@@ -144,7 +172,7 @@ export class App {
       processor: new PayloadProcessor({ pool: db.pool, partitions, chunkRows: config.ingest.chunkRows, limits: config.validation }),
       logger: log.child({ component: 'ingest' }),
       metrics: this.metrics,
-      options: { maxAttempts: config.ingest.maxAttempts, retryBaseMs: 1_000, maxQueuedBytes: config.ingest.maxQueuedBytes },
+      options: { maxAttempts: config.ingest.maxAttempts, retryBaseMs: 1_000, maxQueuedBytes: config.ingest.maxQueuedBytes, jsonLimits: config.json },
       spool: { spool, outage, metrics: spoolMetrics },
     });
     await this.#ingest.start();
@@ -160,12 +188,18 @@ export class App {
     });
     await this.#replayer.start();
 
+    const limits = this.#buildRateLimits();
+    const certificates = this.#certificates;
     this.#broker = new MqttBroker({
-      options: { ...config.mqtt },
+      options: {
+        ...config.mqtt,
+        tls: certificates && config.tls?.mqttEnabled ? { host: config.mqtt.tcpHost, port: config.tls.mqttPort, context: certificates.current } : undefined,
+      },
       logger: log,
       metrics: this.metrics,
       authenticator: this.#authenticator,
       sink: this.#ingest,
+      publishLimit: limits.publish,
     });
     await this.#broker.start();
 
@@ -179,23 +213,53 @@ export class App {
       readiness: () => this.readiness(),
       upgrade: (req, socket, head) => broker.handleUpgrade(req, socket, head),
       version: this.#options.version,
+      hardening: {
+        ...config.httpTimeouts,
+        rateLimits: limits.http,
+        cors: new CorsPolicy(config.cors.origins),
+        clientAddress: new ClientAddressResolver(config.trustProxy),
+        tls: certificates?.current,
+      },
     });
     await this.#http.start();
+    const http = this.#http;
+    certificates?.onReload((pair) => {
+      http.setSecureContext(pair);
+      broker.setSecureContext(pair);
+    });
     this.#ready = true;
     this.metrics.ready.set(1);
 
-    const http = this.#http.address;
+    const httpAddress = this.#http.address;
     const tcp = this.#broker.tcpAddress;
+    const mqttTls = this.#broker.tlsAddress;
+    const secure = certificates !== null;
     log.info(
       {
-        http: `http://${http.host}:${http.port}`,
-        mqttWebSocket: `ws://${http.host}:${http.port}${config.mqtt.wsPath}`,
+        http: `${secure ? 'https' : 'http'}://${httpAddress.host}:${httpAddress.port}`,
+        mqttWebSocket: `${secure ? 'wss' : 'ws'}://${httpAddress.host}:${httpAddress.port}${config.mqtt.wsPath}`,
         mqttTcp: tcp ? `mqtt://${tcp.host}:${tcp.port}` : 'off',
+        mqttTls: mqttTls ? `mqtts://${mqttTls.host}:${mqttTls.port}` : 'off',
+        rateLimits: config.rateLimit.redisUrl ? 'shared through Redis' : 'in memory',
         database: this.#target.embedded ? `embedded PostgreSQL on 127.0.0.1:${this.#target.embedded.port}` : 'DATABASE_URL',
       },
       'self-sensored is listening',
     );
     await this.#bootstrapKey();
+  }
+
+  /** One limiter for both transports, so a key has one budget whichever way it sends. */
+  #buildRateLimits(): { http: HttpRateLimits; publish: ConstructorParameters<typeof MqttBroker>[0]['publishLimit'] } {
+    const { rateLimit } = this.config;
+    const metrics = new RateLimitMetrics(this.metrics.registry);
+    const limiter: RateLimiter = rateLimit.redisUrl
+      ? new RedisRateLimiter({ url: rateLimit.redisUrl, prefix: 'self-sensored:rl:' }, this.#logger.child({ component: 'ratelimit' }), metrics)
+      : new MemoryRateLimiter();
+    this.#rateLimiter = limiter;
+    return {
+      http: new HttpRateLimits(limiter, { key: rateLimit.key, address: rateLimit.address }, metrics),
+      publish: rateLimit.key ? { limiter: new KeyPublishLimiter(limiter, rateLimit.key, metrics), options: rateLimit.mqtt } : undefined,
+    };
   }
 
   async #bootstrapKey(): Promise<void> {
@@ -253,6 +317,7 @@ export class App {
       await bounded(this.#ingest.stop(), remaining(), () => undefined);
     }
     await this.#authenticator?.stop();
+    await this.#rateLimiter?.close();
     await this.#db?.stop().catch((err: Error) => log.warn({ error: err.message }, 'closing the pool failed'));
     await this.#target?.embedded?.stop();
     log.info('stopped');

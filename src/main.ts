@@ -191,6 +191,14 @@ async function runDaemon(config: Config): Promise<number> {
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
   });
+
+  // SIGHUP re-reads TLS_CERT_FILE and TLS_KEY_FILE (e.g. from a certificate renewal hook);
+  // the daemon keeps running either way, and a bad new pair leaves the old one in use.
+  process.on('SIGHUP', () => {
+    if (!app.config.tls) logger.info({ signal: 'SIGHUP' }, 'signal received; TLS is off, nothing to reload');
+    else if (app.reloadTls()) logger.info({ signal: 'SIGHUP' }, 'signal received; TLS certificate reloaded');
+  });
+
   try {
     await app.start();
   } catch (err) {

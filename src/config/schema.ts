@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { defaultLimits, type ValidationLimits } from '../hae/limits.js';
+import { isAddressOrRange } from '../http/client-address.js';
 import { DEFAULT_JSON_LIMITS } from '../ingest/json-limits.js';
 
 // Environment variables arrive as strings; these helpers turn them into typed values with
@@ -33,7 +34,9 @@ const hardeningShape = {
     ),
   ).default([]),
   // Proxies whose X-Forwarded-For is believed (addresses or CIDR ranges); empty: none is.
-  TRUST_PROXY: commaList.default([]),
+  TRUST_PROXY: commaList
+    .pipe(z.array(z.string().refine(isAddressOrRange, { error: 'TRUST_PROXY entries must be IP addresses or CIDR ranges (e.g. 127.0.0.1, 10.0.0.0/8, ::1)' })))
+    .default([]),
   RATE_LIMIT_KEY_PER_MINUTE: nonNegativeInt('RATE_LIMIT_KEY_PER_MINUTE').default(600),
   RATE_LIMIT_KEY_BURST: positiveInt('RATE_LIMIT_KEY_BURST').default(120),
   RATE_LIMIT_ADDRESS_PER_MINUTE: nonNegativeInt('RATE_LIMIT_ADDRESS_PER_MINUTE').default(1200),

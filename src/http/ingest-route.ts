@@ -12,6 +12,10 @@ export interface IngestRouteDeps {
   sink: IngestSink;
   logger: Logger;
   maxBodyBytes: number;
+  /** The client's address (behind a trusted proxy, the forwarded one). */
+  remoteAddress: string | undefined;
+  /** The per-key rate limit: the 429 to send, or null to go on. */
+  admitKey?: ((keyId: string) => Promise<AppError | null>) | undefined;
 }
 
 /** Fields of the one log line written per ingest request. Never holds the key or raw headers. */
@@ -50,12 +54,14 @@ export async function handleIngest(deps: IngestRouteDeps, req: IncomingMessage, 
 }
 
 async function ingest(deps: IngestRouteDeps, req: IncomingMessage, res: ServerResponse, log: IngestLog): Promise<void> {
-  const remoteAddress = req.socket.remoteAddress;
+  const remoteAddress = deps.remoteAddress;
   log.remoteAddress = remoteAddress;
   // Credentials first: an anonymous client must not be able to make the server read tens of MB.
   const identity = await authenticate(deps.authenticator, req, remoteAddress, log);
   log.user = identity.userName;
   log.keyId = identity.keyId;
+  const limited = await deps.admitKey?.(identity.keyId);
+  if (limited) throw limited;
 
   const contentType = req.headers['content-type'];
   if (!isJsonContentType(contentType)) {

@@ -1,5 +1,7 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
+import type { SecureContextOptions } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import type { Authenticator, IngestSink } from '../../broker/types.js';
 import type { Config } from '../config/schema.js';
@@ -7,8 +9,11 @@ import { AppError } from '../errors.js';
 import type { Component } from '../lifecycle.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
+import type { ClientAddressResolver } from './client-address.js';
+import type { CorsPolicy } from './cors.js';
 import { handleIngest } from './ingest-route.js';
 import { handleHealth, handleMetrics, handleReady, type ReadinessReport } from './probes.js';
+import type { HttpRateLimits } from './rate-limit.js';
 import { JSON_CONTENT_TYPE, refuse } from './respond.js';
 
 export type { ReadinessReport } from './probes.js';
@@ -23,10 +28,24 @@ export interface HttpServerDeps {
   /** MQTT over WebSocket, for upgrade requests whose path is wsPath. */
   upgrade?: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
   version: string;
+  hardening?: HttpHardening;
 }
 
-const HEADERS_TIMEOUT_MS = 60_000;
+/** Limits, CORS, the client address behind a proxy, and TLS; each optional (tests build without). */
+export interface HttpHardening {
+  headersTimeoutMs?: number;
+  keepAliveTimeoutMs?: number;
+  rateLimits?: HttpRateLimits;
+  cors?: CorsPolicy;
+  clientAddress?: ClientAddressResolver;
+  /** Certificate and key: the server then speaks HTTPS and WSS on the same port. */
+  tls?: SecureContextOptions;
+}
+
+const HEADERS_TIMEOUT_MS = 10_000;
 const KEEP_ALIVE_TIMEOUT_MS = 5_000;
+/** Node checks the request and headers deadlines on this tick at most (its default is 30 s). */
+const MAX_TIMEOUT_CHECK_MS = 1_000;
 
 type Route = '/api/v1/ingest' | '/health' | '/ready' | '/metrics';
 /** Metric label: a fixed set, never the raw URL, so scanners cannot blow up label cardinality. */
@@ -39,10 +58,13 @@ const allowedMethods: Record<Route, readonly string[]> = {
   '/metrics': ['GET', 'HEAD'],
 };
 
+/** Probes are never rate limited: a monitor or orchestrator must always get through. */
+const unlimitedRoutes: ReadonlySet<RouteLabel> = new Set(['/health', '/ready', '/metrics']);
+
 /** The HTTP sidecar: REST ingest, probes, metrics, and the WebSocket upgrade for MQTT. */
 export class HttpServer implements Component {
   readonly #deps: HttpServerDeps;
-  readonly #server: Server;
+  readonly #server: Server | HttpsServer;
   /** Requests whose handler has not finished; stop() waits for them. */
   readonly #active = new Set<ServerResponse>();
   readonly #drainWaiters: Array<() => void> = [];
@@ -54,15 +76,23 @@ export class HttpServer implements Component {
 
   constructor(deps: HttpServerDeps) {
     this.#deps = deps;
+    const hardening = deps.hardening ?? {};
     const requestTimeout = deps.options.requestTimeoutMs;
     // Node refuses a headers timeout longer than the request timeout.
-    const headersTimeout = Math.min(HEADERS_TIMEOUT_MS, requestTimeout);
-    this.#server = createServer({ requestTimeout, headersTimeout, keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS }, (req, res) =>
-      this.#onRequest(req, res),
-    );
+    const headersTimeout = Math.min(hardening.headersTimeoutMs ?? HEADERS_TIMEOUT_MS, requestTimeout);
+    const keepAliveTimeout = hardening.keepAliveTimeoutMs ?? KEEP_ALIVE_TIMEOUT_MS;
+    const options: ServerOptions = {
+      requestTimeout,
+      headersTimeout,
+      keepAliveTimeout,
+      // Deadlines are only as precise as this tick: a slowloris must be cut near its deadline.
+      connectionsCheckingInterval: Math.max(10, Math.min(MAX_TIMEOUT_CHECK_MS, Math.floor(headersTimeout / 4))),
+    };
+    const onRequest = (req: IncomingMessage, res: ServerResponse): void => this.#onRequest(req, res);
+    this.#server = hardening.tls ? createHttpsServer({ ...options, ...hardening.tls, handshakeTimeout: headersTimeout }, onRequest) : createServer(options, onRequest);
     this.#server.requestTimeout = requestTimeout;
     this.#server.headersTimeout = headersTimeout;
-    this.#server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
+    this.#server.keepAliveTimeout = keepAliveTimeout;
     this.#server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#onUpgrade(req, socket, head));
     this.#server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#onClientError(err, socket));
   }
@@ -80,7 +110,14 @@ export class HttpServer implements Component {
     });
     const bound = this.#server.address() as AddressInfo;
     this.#address = { host: bound.address, port: bound.port };
-    this.#deps.logger.info({ host: bound.address, port: bound.port, wsPath: this.#deps.options.wsPath }, 'HTTP server listening');
+    const scheme = this.#deps.hardening?.tls ? 'https' : 'http';
+    this.#deps.logger.info({ host: bound.address, port: bound.port, scheme, wsPath: this.#deps.options.wsPath }, 'HTTP server listening');
+  }
+
+  /** Serves new TLS connections with this certificate (after a reload); open ones keep theirs. */
+  setSecureContext(tls: SecureContextOptions): void {
+    if (!('setSecureContext' in this.#server)) throw new Error('the HTTP server was started without TLS');
+    this.#server.setSecureContext(tls);
   }
 
   get address(): { host: string; port: number } {
@@ -121,6 +158,7 @@ export class HttpServer implements Component {
       return;
     }
     this.#active.add(res);
+    this.#deps.hardening?.cors?.decorate(req, res);
     this.#dispatch(route, req, res)
       .catch((err: unknown) => this.#internalError(err, req, res))
       .finally(() => this.#settled(res));
@@ -144,6 +182,14 @@ export class HttpServer implements Component {
   }
 
   async #dispatch(route: Route | null, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const limits = this.#deps.hardening?.rateLimits;
+    const label: RouteLabel = route ?? 'other';
+    if (limits && !unlimitedRoutes.has(label)) {
+      // Before authentication, so an anonymous flood is bounded too.
+      const refused = await limits.admitAddress(res, label, this.#clientAddress(req));
+      if (refused) return refuse(req, res, refused);
+    }
+    if (route !== null && this.#deps.hardening?.cors?.answerPreflight(req, res, allowedMethods[route])) return;
     if (route === null) return refuse(req, res, new AppError('SS_NOT_FOUND', `No route for ${req.method} ${pathOf(req.url)}`));
     const allowed = allowedMethods[route];
     if (!allowed.includes(req.method ?? '')) {
@@ -160,11 +206,22 @@ export class HttpServer implements Component {
         return handleMetrics(res, deps.metrics);
       case '/api/v1/ingest':
         return handleIngest(
-          { authenticator: deps.authenticator, sink: deps.sink, logger: deps.logger, maxBodyBytes: deps.options.maxBodyBytes },
+          {
+            authenticator: deps.authenticator,
+            sink: deps.sink,
+            logger: deps.logger,
+            maxBodyBytes: deps.options.maxBodyBytes,
+            remoteAddress: this.#clientAddress(req),
+            admitKey: limits ? (keyId) => limits.admitKey(res, route, keyId) : undefined,
+          },
           req,
           res,
         );
     }
+  }
+
+  #clientAddress(req: IncomingMessage): string | undefined {
+    return this.#deps.hardening?.clientAddress?.resolve(req) ?? req.socket.remoteAddress;
   }
 
   #internalError(err: unknown, req: IncomingMessage, res: ServerResponse): void {
@@ -174,6 +231,27 @@ export class HttpServer implements Component {
   }
 
   #onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const limits = this.#deps.hardening?.rateLimits;
+    if (!limits || this.#closing) return this.#upgrade(req, socket, head);
+    const route = routeOf(req.url) ?? 'other';
+    // A throwaway answer only collects the rate-limit headers for the raw 429.
+    const scratch = new ServerResponseHeaders();
+    limits.admitAddress(scratch as unknown as ServerResponse, 'upgrade', this.#clientAddress(req)).then(
+      (refused) => {
+        if (!refused) return this.#upgrade(req, socket, head);
+        this.#deps.metrics.httpRequests.inc({ route, status: '429' });
+        const body = JSON.stringify(refused.toJSON());
+        const headers = Object.entries(scratch.headers).map(([name, value]) => `${name}: ${value}\r\n`).join('');
+        endRaw(socket, `HTTP/1.1 429 Too Many Requests\r\nConnection: close\r\n${headers}Content-Type: ${JSON_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      },
+      (err: unknown) => {
+        this.#deps.logger.error({ error: err instanceof Error ? err.message : String(err) }, 'rate limit check failed on upgrade');
+        socket.destroy();
+      },
+    );
+  }
+
+  #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const { upgrade, options, logger } = this.#deps;
     if (!this.#closing && upgrade && pathOf(req.url) === options.wsPath) {
       try {
@@ -207,6 +285,15 @@ export class HttpServer implements Component {
     this.#deps.logger.debug({ code: err.code }, 'malformed HTTP request');
     const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
     endRaw(socket, `HTTP/1.1 ${status}\r\nConnection: close\r\n\r\n`);
+  }
+}
+
+/** Collects the headers HttpRateLimits sets, for an answer written by hand on a raw socket. */
+class ServerResponseHeaders {
+  readonly headers: Record<string, string> = {};
+  readonly headersSent = false;
+  setHeader(name: string, value: string): void {
+    this.headers[name] = value;
   }
 }
 

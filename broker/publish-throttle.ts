@@ -1,0 +1,61 @@
+import { setTimeout as delay } from 'node:timers/promises';
+import type { Client } from 'aedes';
+import type { Logger } from '../src/log.js';
+import type { Identity, PublishRateLimiter, PublishThrottleOptions } from './types.js';
+
+interface ClientState {
+  waiting: number;
+  /** When the current unbroken stretch of held-back publishes began. */
+  throttledSince: number;
+}
+
+/**
+ * Slows an MQTT publisher that is over its key's rate limit: its publish waits (the PUBACK is
+ * withheld, and Aedes reads no further packets from the connection meanwhile) until the budget
+ * has room again. A client that stays over it (held back longer than maxWaitMs without a break,
+ * or more than maxWaiting publishes held at once) is disconnected; unacknowledged QoS 1
+ * publishes are re-sent after it reconnects, so nothing is lost.
+ */
+export class PublishThrottle {
+  readonly #limiter: PublishRateLimiter;
+  readonly #options: PublishThrottleOptions;
+  readonly #logger: Logger;
+  readonly #isDraining: () => boolean;
+  readonly #clients = new WeakMap<Client, ClientState>();
+
+  constructor(limiter: PublishRateLimiter, options: PublishThrottleOptions, logger: Logger, isDraining: () => boolean) {
+    this.#limiter = limiter;
+    this.#options = options;
+    this.#logger = logger;
+    this.#isDraining = isDraining;
+  }
+
+  /** Resolves when the publish may be stored; rejects (Aedes then drops the client) when it stayed over. */
+  async admit(client: Client, identity: Identity): Promise<void> {
+    let decision = await this.#limiter.take(identity.keyId);
+    if (decision.allowed) return;
+    const state = this.#clients.get(client) ?? { waiting: 0, throttledSince: Date.now() };
+    if (state.waiting === 0) state.throttledSince = Date.now();
+    this.#clients.set(client, state);
+    state.waiting++;
+    this.#limiter.report('delayed');
+    try {
+      while (!decision.allowed) {
+        const waitedMs = Date.now() - state.throttledSince;
+        if (state.waiting > this.#options.maxWaiting || waitedMs + decision.retryAfterMs > this.#options.maxWaitMs) {
+          this.#limiter.report('disconnected');
+          this.#logger.warn(
+            { clientId: client.id, user: identity.userName, keyId: identity.keyId, waiting: state.waiting, waitedMs },
+            'mqtt: client stays over its rate limit; disconnecting it (unacknowledged publishes are re-sent)',
+          );
+          throw new Error('publish rate limit exceeded');
+        }
+        await delay(decision.retryAfterMs);
+        if (this.#isDraining()) throw new Error('server is shutting down');
+        decision = await this.#limiter.take(identity.keyId);
+      }
+    } finally {
+      state.waiting--;
+    }
+  }
+}

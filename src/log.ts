@@ -15,6 +15,17 @@ export const redactPaths = [
   '*.secret',
   '*.connectionString',
   '*.databaseUrl',
+  'token',
+  'authorization',
+  'redisUrl',
+  '*.key',
+  '*.token',
+  '*.authorization',
+  '*.redisUrl',
+  '*.headers.authorization',
+  '*.headers["x-api-key"]',
+  '*.headers["api-key"]',
+  '*.headers.cookie',
   'req.headers.authorization',
   'req.headers["x-api-key"]',
   'req.headers["api-key"]',
@@ -35,7 +46,7 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
   return destination ? pino(options, destination) : pino(options);
 }
 
-/** A postgres URL with its password replaced, safe to log. */
+/** A postgres:// or redis:// URL with its password replaced, safe to log. */
 export function redactUrl(url: string): string {
   try {
     const u = new URL(url);

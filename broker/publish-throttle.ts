@@ -7,6 +7,8 @@ interface ClientState {
   waiting: number;
   /** When the current unbroken stretch of held-back publishes began. */
   throttledSince: number;
+  /** Set once the client is being disconnected: its other held publishes give up quietly. */
+  cut: boolean;
 }
 
 /**
@@ -34,15 +36,17 @@ export class PublishThrottle {
   async admit(client: Client, identity: Identity): Promise<void> {
     let decision = await this.#limiter.take(identity.keyId);
     if (decision.allowed) return;
-    const state = this.#clients.get(client) ?? { waiting: 0, throttledSince: Date.now() };
+    const state = this.#clients.get(client) ?? { waiting: 0, throttledSince: Date.now(), cut: false };
     if (state.waiting === 0) state.throttledSince = Date.now();
     this.#clients.set(client, state);
     state.waiting++;
     this.#limiter.report('delayed');
     try {
       while (!decision.allowed) {
+        if (state.cut) throw new Error('publish rate limit exceeded');
         const waitedMs = Date.now() - state.throttledSince;
         if (state.waiting > this.#options.maxWaiting || waitedMs + decision.retryAfterMs > this.#options.maxWaitMs) {
+          state.cut = true;
           this.#limiter.report('disconnected');
           this.#logger.warn(
             { clientId: client.id, user: identity.userName, keyId: identity.keyId, waiting: state.waiting, waitedMs },
@@ -52,6 +56,7 @@ export class PublishThrottle {
         }
         await delay(decision.retryAfterMs);
         if (this.#isDraining()) throw new Error('server is shutting down');
+        if (state.cut) throw new Error('publish rate limit exceeded');
         decision = await this.#limiter.take(identity.keyId);
       }
     } finally {

@@ -21,7 +21,7 @@ export function parseJsonBody(body: Buffer, limits: JsonLimits | null = null): J
   try {
     return { ok: true, value: JSON.parse(text) };
   } catch (err) {
-    const message = err instanceof Error ? err.message : String(err);
+    const message = withoutQuotedText(err instanceof Error ? err.message : String(err));
     return { ok: false, message, position: jsonErrorPosition(text), code: 'SS_INVALID_JSON' };
   }
 }
@@ -30,4 +30,13 @@ export function parseJsonBody(body: Buffer, limits: JsonLimits | null = null): J
 function textOffset(body: Buffer, byteOffset: number): number {
   const hasBom = body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf;
   return Math.max(0, body.subarray(hasBom ? 3 : 0, byteOffset).toString('utf8').length);
+}
+
+/**
+ * V8 quotes a stretch of the body in some messages (`Unexpected token 'x', "{"key":"ss_…"... is
+ * not valid JSON`). That stretch can hold a secret or health data and the message is logged and
+ * sent back, so it is dropped: the position, line and column say where the error is.
+ */
+function withoutQuotedText(message: string): string {
+  return message.replace(/^(Unexpected token .+?), (?:\.\.\.)?".*$/s, '$1');
 }

@@ -37,10 +37,10 @@ const hardeningShape = {
   TRUST_PROXY: commaList
     .pipe(z.array(z.string().refine(isAddressOrRange, { error: 'TRUST_PROXY entries must be IP addresses or CIDR ranges (e.g. 127.0.0.1, 10.0.0.0/8, ::1)' })))
     .default([]),
-  RATE_LIMIT_KEY_PER_MINUTE: nonNegativeInt('RATE_LIMIT_KEY_PER_MINUTE').default(600),
-  RATE_LIMIT_KEY_BURST: positiveInt('RATE_LIMIT_KEY_BURST').default(120),
-  RATE_LIMIT_ADDRESS_PER_MINUTE: nonNegativeInt('RATE_LIMIT_ADDRESS_PER_MINUTE').default(1200),
-  RATE_LIMIT_ADDRESS_BURST: positiveInt('RATE_LIMIT_ADDRESS_BURST').default(240),
+  RATE_LIMIT_KEY_PER_MINUTE: nonNegativeInt('RATE_LIMIT_KEY_PER_MINUTE').default(1200),
+  RATE_LIMIT_KEY_BURST: positiveInt('RATE_LIMIT_KEY_BURST').default(600),
+  RATE_LIMIT_ADDRESS_PER_MINUTE: nonNegativeInt('RATE_LIMIT_ADDRESS_PER_MINUTE').default(2400),
+  RATE_LIMIT_ADDRESS_BURST: positiveInt('RATE_LIMIT_ADDRESS_BURST').default(1200),
   REDIS_URL: z.url({ protocol: /^rediss?$/, error: 'REDIS_URL must be a redis:// or rediss:// URL' }).optional(),
   MQTT_RATE_LIMIT_MAX_WAIT_MS: positiveInt('MQTT_RATE_LIMIT_MAX_WAIT_MS').default(60_000),
   MQTT_RATE_LIMIT_MAX_WAITING: positiveInt('MQTT_RATE_LIMIT_MAX_WAITING').default(100),

@@ -9,7 +9,7 @@ export class Metrics {
 
   readonly payloads = new client.Counter({
     name: 'self_sensored_ingest_payloads_total',
-    help: 'Payloads received, by transport and outcome (stored, duplicate, invalid_json, topic_refused, failed)',
+    help: 'Payloads received, by transport and outcome (stored, duplicate, invalid_json, json_limit, topic_refused, failed)',
     labelNames: ['transport', 'outcome'] as const,
     registers: [this.registry],
   });

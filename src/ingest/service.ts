@@ -120,7 +120,7 @@ export class IngestService implements IngestSink, Component {
       this.#metrics.payloads.inc({ transport, outcome: parsed.code === 'SS_INVALID_JSON' ? 'invalid_json' : 'json_limit' });
       this.#logger.warn(
         { transport, user: request.identity.userName, bytes: request.body.length, position: parsed.position, code: parsed.code, error: parsed.message },
-        'payload is not valid JSON; not stored',
+        parsed.code === 'SS_INVALID_JSON' ? 'payload is not valid JSON; not stored' : 'payload is over the JSON limits; not stored',
       );
       return { kind: 'invalid_json', message: parsed.message, position: parsed.position, code: parsed.code };
     }

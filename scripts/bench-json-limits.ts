@@ -31,4 +31,11 @@ for (let run = 0; run < runs; run++) {
 seconds.sort((a, b) => a - b);
 const median = seconds[Math.floor(runs / 2)]!;
 const mb = body.length / 1e6;
-console.log(`${mb.toFixed(1)} MB: median ${(median * 1000).toFixed(1)} ms = ${(mb / median).toFixed(0)} MB/s (best ${(mb / seconds[0]!).toFixed(0)} MB/s, ${runs} runs)`);
+// JSON.parse of the same body, for scale: the check should cost a small fraction of it.
+const parseStarted = process.hrtime.bigint();
+JSON.parse(body.toString('utf8'));
+const parseSeconds = Number(process.hrtime.bigint() - parseStarted) / 1e9;
+console.log(
+  `${mb.toFixed(1)} MB: median ${(median * 1000).toFixed(1)} ms = ${(mb / median).toFixed(0)} MB/s (best ${(mb / seconds[0]!).toFixed(0)} MB/s, ${runs} runs); ` +
+    `toString + JSON.parse ${(parseSeconds * 1000).toFixed(0)} ms (${((median / parseSeconds) * 100).toFixed(0)} %)`,
+);

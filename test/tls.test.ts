@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import https from 'node:https';
 import os from 'node:os';
@@ -10,8 +10,10 @@ import { promisify } from 'node:util';
 import mqtt from 'mqtt';
 import { loadConfig } from '../src/config/load.js';
 import { createLogger } from '../src/log.js';
+import { projectRoot } from '../src/paths.js';
 import { TlsCertificates } from '../src/tls/certificates.js';
-import { count, startTestApp, type TestApp } from './helpers/app.js';
+import { count, startTestApp, waitFor, type TestApp } from './helpers/app.js';
+import { createTestDatabase } from './helpers/database.js';
 
 const run = promisify(execFile);
 
@@ -131,6 +133,48 @@ test('TLS settings: both files or neither, MQTT_TLS_PORT defaults to 8883 only w
     assert.throws(() => new TlsCertificates({ certFile: a.cert, keyFile: b.key }, logger).current, (err: Error & { code?: string }) => err.code === 'SS_CONFIG_INVALID' && /not a usable pair/.test(err.message));
     assert.ok(new TlsCertificates({ certFile: a.cert, keyFile: a.key }, logger).current.cert);
   } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('the daemon re-reads its certificate on SIGHUP and keeps running', { timeout: 60_000 }, async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'ss-tls-'));
+  const db = await createTestDatabase();
+  const first = await makeCertificate(dir, 'first');
+  const second = await makeCertificate(dir, 'second');
+  const live = { cert: path.join(dir, 'live-cert.pem'), key: path.join(dir, 'live-key.pem') };
+  await copyFile(first.cert, live.cert);
+  await copyFile(first.key, live.key);
+  const env = {
+    PATH: process.env.PATH ?? '',
+    DATABASE_URL: db.url,
+    DATA_DIR: dir,
+    HTTP_HOST: '127.0.0.1',
+    HTTP_PORT: '0',
+    MQTT_TCP_PORT: '0',
+    MQTT_TLS_PORT: '0',
+    BOOTSTRAP_KEY: 'false',
+    TLS_CERT_FILE: live.cert,
+    TLS_KEY_FILE: live.key,
+  };
+  const child = spawn(process.execPath, [path.join(projectRoot, 'dist', 'src', 'main.js'), 'start'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  let output = '';
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+  try {
+    await waitFor(() => output.includes('"msg":"self-sensored is listening"'), 30_000, 'the daemon to listen');
+    const port = Number(/"port":(\d+),"scheme":"https"/.exec(output)![1]);
+    assert.equal(await servedFingerprint(port), await fingerprintOf(first.cert));
+    await copyFile(second.cert, live.cert);
+    await copyFile(second.key, live.key);
+    child.kill('SIGHUP');
+    await waitFor(() => output.includes('"msg":"signal received; TLS certificate reloaded"'), 10_000, 'the reload');
+    assert.equal(await servedFingerprint(port), await fingerprintOf(second.cert));
+    child.kill('SIGTERM');
+    assert.equal(await exited, 0);
+  } finally {
+    child.kill('SIGKILL');
+    await db.drop();
     await rm(dir, { recursive: true, force: true });
   }
 });

@@ -19,11 +19,13 @@ export function guessPublicHost(configured: string | undefined): string {
   return 'localhost';
 }
 
-/** The topic to type into the app: the ingest filter's base with the user's name. */
-export function suggestedTopic(filter: string, userName: string): string {
+/** The topic to type into the app: the (first) ingest filter's base with the user's name. */
+export function suggestedTopic(filters: string, userName: string): string {
+  const filter = filters.split(',')[0]!.trim();
   if (!filter.includes('#') && !filter.includes('+')) return filter;
   const base = filter.split('/').filter((level) => level !== '#' && level !== '+');
-  return [...base, userName].join('/');
+  // Wildcards are refused in a PUBLISH topic, and a '/' would add levels.
+  return [...base, userName.replace(/[+#/\u0000]/g, '_')].join('/');
 }
 
 /** The exact values to type into Health Auto Export's MQTT and REST automations. */

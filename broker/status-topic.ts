@@ -43,7 +43,7 @@ export function statusTopicFor(identity: Identity): string | null {
   return SAFE_TOPIC_LEVEL.test(identity.keyPrefix) ? `${STATUS_TOPIC_PREFIX}/${identity.keyPrefix}` : null;
 }
 
-interface StatusBase {
+export interface StatusBase {
   /** The topic the payload was published to, and when it arrived: to tell payloads apart. */
   topic: string | null;
   receivedAt: string;
@@ -68,8 +68,7 @@ export type StatusMessage = StatusBase &
 export type StatusKind = StatusMessage['status'];
 
 /** The message for an outcome, once its processing (if any) has settled. */
-export async function statusMessageFor(request: IngestRequest, outcome: AcceptOutcome): Promise<StatusMessage> {
-  const base: StatusBase = { topic: request.topic, receivedAt: request.receivedAt.toISOString() };
+export async function statusMessageFor(base: StatusBase, outcome: AcceptOutcome): Promise<StatusMessage> {
   if (outcome.kind === 'spooled') return { ...base, status: 'spooled' };
   // The parser's message quotes the payload; its position is enough to find the fault.
   if (outcome.kind === 'invalid_json') return { ...base, status: 'invalid_json', position: outcome.position };
@@ -127,7 +126,9 @@ export class StatusChannel {
   private report(request: IngestRequest, outcome: AcceptOutcome): void {
     const topic = statusTopicFor(request.identity);
     if (!topic) return;
-    statusMessageFor(request, outcome).then(
+    // Only these two fields are kept while processing runs: never the request and its body.
+    const base: StatusBase = { topic: request.topic, receivedAt: request.receivedAt.toISOString() };
+    statusMessageFor(base, outcome).then(
       (message) => this.publish(topic, message),
       (err: unknown) => this.deps.logger.warn({ error: String(err), topic }, 'mqtt: status message not built'),
     );

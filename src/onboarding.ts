@@ -1,4 +1,6 @@
 import { networkInterfaces } from 'node:os';
+import { STATUS_TOPIC_PREFIX } from '../broker/status-topic.js';
+import { parseKey } from './auth/key-format.js';
 
 export interface AppSettingsInput {
   host: string;
@@ -39,6 +41,7 @@ export function appSettingsText(s: AppSettingsInput): string {
     `  Topic:              ${s.topic}`,
     `  Username:           ${s.userName}`,
     `  Password:           ${s.key}`,
+    ...statusLine(s.key),
     '',
     'Health Auto Export > Automations > new automation > REST API',
     `  URL:                http://${s.host}:${s.httpPort}/api/v1/ingest`,
@@ -50,4 +53,10 @@ export function appSettingsText(s: AppSettingsInput): string {
     `       --data-binary @export.json http://${s.host}:${s.httpPort}/api/v1/ingest`,
   ];
   return lines.join('\n');
+}
+
+/** Where this key's status messages arrive (any MQTT client may watch them; the app does not). */
+function statusLine(key: string): string[] {
+  const parsed = parseKey(key);
+  return parsed ? [`  (what became of each payload: subscribe to ${STATUS_TOPIC_PREFIX}/${parsed.prefix})`] : [];
 }

@@ -10,6 +10,7 @@ import { ingestFilterProblems } from '../broker/status-topic.js';
 import { compileTopicFilterList, topicFiltersOverlap } from '../broker/topic-filter.js';
 import { loadConfig } from '../src/config/load.js';
 import { createLogger } from '../src/log.js';
+import { appSettingsText, suggestedTopic } from '../src/onboarding.js';
 import {
   closedWithin,
   connected,
@@ -301,3 +302,11 @@ async function waitFor(check: () => Promise<boolean>, what: string, timeoutMs = 
     await delay(10);
   }
 }
+
+test('the printed app settings name the key\'s status topic and a topic the ingest filter accepts', limit, () => {
+  const key = `ss_abcdefgh23_${'A'.repeat(43)}`;
+  const text = appSettingsText({ host: 'h', httpPort: 8080, wsPath: '/mqtt', tcpPort: 1884, topic: suggestedTopic('health/#,hae/#', 'al/ice+1'), userName: 'alice', key });
+  assert.match(text, /subscribe to self-sensored\/status\/abcdefgh23\)/);
+  assert.match(text, /Topic: +health\/al_ice_1$/m);
+  assert.equal(compileTopicFilterList('health/#,hae/#')(suggestedTopic('health/#,hae/#', 'al/ice+1')), true);
+});

@@ -4,17 +4,22 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
 import { createServer as createTlsServer, type SecureContextOptions, type Server as TlsServer } from 'node:tls';
-import { Aedes, type AedesOptions, type Client, type Connection } from 'aedes';
+import { Aedes, type AedesOptions, type AuthenticateError, type Client, type Connection } from 'aedes';
 import { WebSocketServer, createWebSocketStream, type WebSocket } from 'ws';
 import type { Component } from '../src/lifecycle.js';
 import type { Logger } from '../src/log.js';
 import type { Metrics } from '../src/metrics.js';
 import type { Authenticator, IngestSink, PublishRateLimiter, PublishThrottleOptions } from './types.js';
+import { ConnectionLimiter, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_CONNECTION_LIMITS, type ConnectionRefusal } from './connection-limits.js';
 import { createBrokerHooks, errorSummary, type BrokerHooks, type ConnectionInfo } from './hooks.js';
 import { InflightTracker } from './inflight.js';
+import { LogThrottle } from './log-throttle.js';
 import { PacketSizeGuard, guardStream, type PacketSizeViolation } from './packet-size-guard.js';
 import { PublishThrottle } from './publish-throttle.js';
-import { compileTopicFilter } from './topic-filter.js';
+import { DEFAULT_MAX_INFLIGHT_PER_CLIENT, limitPublishesPerClient } from './publish-window.js';
+import { DEFAULT_KEEPALIVE_BOUNDS, applySessionPolicy, type KeepaliveBounds } from './session-policy.js';
+import { StatusChannel, ingestFilterProblems } from './status-topic.js';
+import { compileTopicFilterList } from './topic-filter.js';
 
 export interface MqttBrokerOptions {
   /** '/mqtt'; only used in logs, the HTTP server does the routing. */
@@ -26,12 +31,22 @@ export interface MqttBrokerOptions {
   tcpEnabled: boolean;
   /** Largest MQTT packet (remaining length) accepted on either transport. */
   maxPacketBytes: number;
-  /** e.g. 'health/#'; publishes to other topics are acknowledged but not stored. */
+  /** e.g. 'health/#', or several filters separated by commas; publishes to other topics are acknowledged but not stored. */
   ingestTopicFilter: string;
   /** MQTT over TLS on its own port (the plain TCP listener keeps its own setting); port 0 = ephemeral. */
   tls?: { host: string; port: number; context: SecureContextOptions } | undefined;
   /** How long stop() waits for payloads still being stored. Default 10 000 ms. */
   drainTimeoutMs?: number;
+  // Limits; each defaults to the value documented for its setting (docs/security.md).
+  maxConnections?: number;
+  maxConnectionsPerAddress?: number;
+  maxConnectionsPerKey?: number;
+  /** Publishes of one client being stored at once. */
+  maxInflightPerClient?: number;
+  keepaliveMinSeconds?: number;
+  keepaliveMaxSeconds?: number;
+  /** From socket open (WebSocket: from the upgrade request) to CONNACK. */
+  connectTimeoutMs?: number;
 }
 
 export interface MqttBrokerDeps {
@@ -46,8 +61,8 @@ export interface MqttBrokerDeps {
 
 export const DEFAULT_MAX_PACKET_BYTES = 128 * 1024 * 1024;
 const DEFAULT_DRAIN_TIMEOUT_MS = 10_000;
-// A peer that opened a socket but sends no CONNECT is cut after this (Aedes' default is 30 s).
-const CONNECT_TIMEOUT_MS = 10_000;
+// Aedes' own CONNECT timer is only a backstop: ours runs until CONNACK and is counted.
+const AEDES_CONNECT_TIMEOUT_MARGIN_MS = 1_000;
 // After the drain, let the last PUBACKs leave before sockets are destroyed.
 const FLUSH_GRACE_MS = 500;
 // The MQTT fixed header adds at most 5 bytes to the remaining length.
@@ -60,7 +75,14 @@ export class MqttBroker implements Component {
   private readonly metrics: Metrics;
   private readonly inflight = new InflightTracker();
   private readonly hooks: BrokerHooks;
+  private readonly status: StatusChannel;
+  private readonly limiter: ConnectionLimiter;
+  private readonly throttle: LogThrottle;
+  private readonly keepalive: KeepaliveBounds;
+  private readonly connectTimeoutMs: number;
   private readonly connections = new WeakMap<Connection, ConnectionInfo>();
+  /** The Aedes client of each raw socket, for the CONNECT deadline. */
+  private readonly clientOf = new WeakMap<Duplex, Client>();
   private readonly live = new Set<Duplex>();
 
   private aedes: Aedes | null = null;
@@ -77,12 +99,33 @@ export class MqttBroker implements Component {
     this.options = deps.options;
     this.log = deps.logger.child({ component: 'mqtt' });
     this.metrics = deps.metrics;
+    const o = deps.options;
+    const filterProblems = ingestFilterProblems(o.ingestTopicFilter);
+    if (filterProblems.length > 0) throw new Error(filterProblems.join('; '));
+    this.throttle = new LogThrottle(this.log);
+    this.limiter = new ConnectionLimiter({
+      maxConnections: o.maxConnections ?? DEFAULT_CONNECTION_LIMITS.maxConnections,
+      maxConnectionsPerAddress: o.maxConnectionsPerAddress ?? DEFAULT_CONNECTION_LIMITS.maxConnectionsPerAddress,
+      maxConnectionsPerKey: o.maxConnectionsPerKey ?? DEFAULT_CONNECTION_LIMITS.maxConnectionsPerKey,
+    });
+    this.keepalive = {
+      minSeconds: o.keepaliveMinSeconds ?? DEFAULT_KEEPALIVE_BOUNDS.minSeconds,
+      maxSeconds: o.keepaliveMaxSeconds ?? DEFAULT_KEEPALIVE_BOUNDS.maxSeconds,
+    };
+    this.connectTimeoutMs = o.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    this.status = new StatusChannel({
+      logger: this.log,
+      metrics: deps.metrics,
+      throttle: this.throttle,
+      identityOf: (client) => this.hooks.sessionOf(client)?.identity,
+      transportOf: (client) => this.connectionInfo(client),
+    });
     this.hooks = createBrokerHooks({
       logger: this.log,
       metrics: deps.metrics,
       authenticator: deps.authenticator,
-      sink: deps.sink,
-      matchesIngestTopic: compileTopicFilter(deps.options.ingestTopicFilter),
+      sink: this.status.wrapSink(deps.sink),
+      matchesIngestTopic: compileTopicFilterList(o.ingestTopicFilter),
       inflight: this.inflight,
       connectionInfo: (client) => this.connectionInfo(client),
       isDraining: () => this.draining,
@@ -95,6 +138,7 @@ export class MqttBroker implements Component {
     if (this.aedes) throw new Error('MqttBroker already started');
     const aedes = await Aedes.createBroker(this.aedesOptions());
     this.aedes = aedes;
+    this.status.attach(aedes);
     this.watch(aedes);
     this.wss = new WebSocketServer({
       noServer: true,
@@ -110,6 +154,11 @@ export class MqttBroker implements Component {
         tls: this.tlsAddress,
         ingestTopicFilter: this.options.ingestTopicFilter,
         maxPacketBytes: this.options.maxPacketBytes,
+        maxConnections: this.limiter.limits.maxConnections,
+        maxConnectionsPerAddress: this.limiter.limits.maxConnectionsPerAddress,
+        maxConnectionsPerKey: this.limiter.limits.maxConnectionsPerKey,
+        keepalive: this.keepalive,
+        connectTimeoutMs: this.connectTimeoutMs,
       },
       'mqtt: broker started',
     );
@@ -119,9 +168,12 @@ export class MqttBroker implements Component {
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const wss = this.wss;
     if (!this.accepting || !wss) return refuseUpgrade(socket);
+    const info: ConnectionInfo = { transport: 'mqtt-ws', remoteAddress: req.socket.remoteAddress };
+    // Counted and timed from the upgrade request on, so the WebSocket handshake is inside both.
+    if (!this.admitSocket(socket, info)) return refuseUpgrade(socket);
     wss.handleUpgrade(req, socket, head, (ws) => {
       if (!this.accepting) return ws.terminate();
-      this.attachWebSocket(ws, req);
+      this.attachWebSocket(ws, req, info);
     });
   }
 
@@ -188,15 +240,72 @@ export class MqttBroker implements Component {
   private aedesOptions(): AedesOptions {
     // Every hook is defined: Aedes merges options with Object.assign, so a key present with the
     // value undefined would replace its default and crash on first use.
-    const { preConnect, authenticate, authorizePublish, authorizeSubscribe, authorizeForward } = this.hooks;
+    const { preConnect, authenticate, authorizePublish } = this.hooks;
+    const maxInflight = this.options.maxInflightPerClient ?? DEFAULT_MAX_INFLIGHT_PER_CLIENT;
     return {
-      connectTimeout: CONNECT_TIMEOUT_MS,
-      preConnect,
-      authenticate,
-      authorizePublish,
-      authorizeSubscribe,
-      authorizeForward,
+      connectTimeout: this.connectTimeoutMs + AEDES_CONNECT_TIMEOUT_MARGIN_MS,
+      preConnect: (client, packet, done) => {
+        const { requestedKeepalive, keepalive } = applySessionPolicy(packet, this.keepalive);
+        if (requestedKeepalive !== keepalive) {
+          this.log.debug({ clientId: packet.clientId, requestedKeepalive, keepalive }, 'mqtt: keep-alive clamped');
+        }
+        preConnect(client, packet, done);
+      },
+      authenticate: (client, username, password, done) =>
+        authenticate(client, username, password, (err, ok) => (err || !ok ? done(err, ok) : this.admitKey(client, done))),
+      authorizePublish: limitPublishesPerClient(authorizePublish, maxInflight, (client) =>
+        this.metrics.mqttPublishesHeld.inc({ transport: this.connectionInfo(client).transport }),
+      ),
+      authorizeSubscribe: this.status.authorizeSubscribe,
+      authorizeForward: this.status.authorizeForward,
     };
+  }
+
+  /** Takes a slot for the socket, freed when it closes; false when refused (counted and logged). */
+  private admitSocket(socket: Duplex, info: ConnectionInfo): boolean {
+    const admission = this.limiter.admitSocket(info.remoteAddress);
+    if (!admission.ok) {
+      this.refused(info, admission.reason);
+      return false;
+    }
+    this.metrics.mqttSockets.inc({ transport: info.transport });
+    socket.once('close', () => {
+      admission.release();
+      this.metrics.mqttSockets.dec({ transport: info.transport });
+    });
+    this.armConnectDeadline(socket, info);
+    return true;
+  }
+
+  /** Per-key cap, after the key is verified: CONNACK 3 (server unavailable) says "try later". */
+  private admitKey(client: Client, done: (err: AuthenticateError | null, ok: boolean | null) => void): void {
+    const identity = this.hooks.sessionOf(client)?.identity;
+    const conn = client.conn;
+    if (!identity || conn.destroyed) return done(refusal('connection closed during authentication'), false);
+    const admission = this.limiter.admitKey(identity.keyId);
+    if (!admission.ok) {
+      this.refused(this.connectionInfo(client), admission.reason, { clientId: client.id, user: identity.userName, keyPrefix: identity.keyPrefix });
+      return done(refusal(`connection refused: ${admission.reason}`), false);
+    }
+    conn.once('close', admission.release);
+    done(null, true);
+  }
+
+  /** Closes a socket that has not completed CONNECT (up to CONNACK) in time. */
+  private armConnectDeadline(socket: Duplex, info: ConnectionInfo): void {
+    const timer = setTimeout(() => {
+      const client = this.clientOf.get(socket);
+      if (socket.destroyed || client?.connected) return;
+      this.refused(info, 'connect_timeout', { clientId: client?.id ?? undefined });
+      socket.destroy();
+    }, this.connectTimeoutMs);
+    timer.unref();
+    socket.once('close', () => clearTimeout(timer));
+  }
+
+  private refused(info: ConnectionInfo, reason: ConnectionRefusal | 'connect_timeout', fields: Record<string, unknown> = {}): void {
+    this.metrics.mqttRefused.inc({ transport: info.transport, reason });
+    this.throttle.warn(reason, { reason, ...info, ...fields }, 'mqtt: connection refused');
   }
 
   private watch(aedes: Aedes): void {
@@ -223,9 +332,12 @@ export class MqttBroker implements Component {
   }
 
   private logClientError(client: Client, err: Error, msg: string): void {
+    const fields = { clientId: client.id, ...this.connectionInfo(client), error: errorSummary(err) };
     // Refused CONNECTs come back here too (errorCode 1..6) and were already logged with a reason.
-    const level = typeof (err as { errorCode?: unknown }).errorCode === 'number' ? 'debug' : 'warn';
-    this.log[level]({ clientId: client.id, ...this.connectionInfo(client), error: errorSummary(err) }, msg);
+    if (typeof (err as { errorCode?: unknown }).errorCode === 'number') return this.log.debug(fields, msg);
+    // Before CONNECT anyone can cause these, as often as they like.
+    if (!client.id) return this.throttle.warn('connection_error', fields, msg);
+    this.log.warn(fields, msg);
   }
 
   private async listenTcp(): Promise<void> {
@@ -243,7 +355,7 @@ export class MqttBroker implements Component {
 
   private async listenTls(tls: NonNullable<MqttBrokerOptions['tls']>): Promise<void> {
     // The handshake gets the same deadline as CONNECT, so an idle TLS socket is not kept for 120 s.
-    const server = createTlsServer({ ...tls.context, handshakeTimeout: CONNECT_TIMEOUT_MS }, (socket) => this.attachTcp(socket));
+    const server = createTlsServer({ ...tls.context, handshakeTimeout: this.connectTimeoutMs }, (socket) => this.attachTcp(socket));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(tls.port, tls.host, () => {
@@ -258,22 +370,26 @@ export class MqttBroker implements Component {
 
   private attachTcp(socket: Socket): void {
     if (!this.accepting) return void socket.destroy();
-    this.attach(socket, { transport: 'mqtt-tcp', remoteAddress: socket.remoteAddress });
+    const info: ConnectionInfo = { transport: 'mqtt-tcp', remoteAddress: socket.remoteAddress };
+    // Refused before a byte is read: no parser, no Aedes client, no authentication.
+    if (!this.admitSocket(socket, info)) return void socket.destroy();
+    this.attach(socket, socket, info);
   }
 
-  private attachWebSocket(ws: WebSocket, req: IncomingMessage): void {
+  private attachWebSocket(ws: WebSocket, req: IncomingMessage, info: ConnectionInfo): void {
     const stream = createWebSocketStream(ws);
     // X-Forwarded-For is not trusted (yet): the address is the TCP peer of the upgrade.
-    this.attach(stream, { transport: 'mqtt-ws', remoteAddress: req.socket.remoteAddress }, req);
+    this.attach(stream, req.socket, info, req);
   }
 
-  private attach(stream: Duplex, info: ConnectionInfo, req?: IncomingMessage): void {
+  private attach(stream: Duplex, socket: Duplex, info: ConnectionInfo, req?: IncomingMessage): void {
     const aedes = this.aedes;
     if (!aedes) return void stream.destroy();
     this.connections.set(stream, info);
     this.live.add(stream);
     stream.once('close', () => this.live.delete(stream));
     const client = aedes.handle(stream, req);
+    this.clientOf.set(socket, client);
     // After handle(): the guard relies on Aedes' 'readable' listener being in place.
     guardStream(stream, new PacketSizeGuard(this.options.maxPacketBytes), (violation) =>
       this.onPacketViolation(violation, info, client),
@@ -307,6 +423,10 @@ export class MqttBroker implements Component {
     if (!aedes) return;
     await new Promise<void>((resolve) => aedes.close(() => resolve()));
   }
+}
+
+function refusal(message: string): AuthenticateError {
+  return Object.assign(new Error(message), { returnCode: 3 as const });
 }
 
 function refuseUpgrade(socket: Duplex): void {

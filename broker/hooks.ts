@@ -44,8 +44,6 @@ export interface BrokerHooks {
   preConnect: Hook<'preConnect'>;
   authenticate: Hook<'authenticate'>;
   authorizePublish: Hook<'authorizePublish'>;
-  authorizeSubscribe: Hook<'authorizeSubscribe'>;
-  authorizeForward: Hook<'authorizeForward'>;
   sessionOf(client: Client): Session | undefined;
 }
 
@@ -160,22 +158,10 @@ export function createBrokerHooks(ctx: HookContext): BrokerHooks {
     ctx.inflight.track(work);
   };
 
-  const authorizeSubscribe: Hook<'authorizeSubscribe'> = (client, subscription, done) => {
-    const { transport, remoteAddress } = ctx.connectionInfo(client);
-    log.info({ clientId: client.id, transport, remoteAddress, topic: subscription.topic }, 'mqtt: subscription refused');
-    ctx.metrics.mqttRefused.inc({ transport, reason: 'subscribe' });
-    done(null, null); // null negates: SUBACK 0x80
-  };
-
-  // Ingest-only: nothing published by one connection is ever delivered to another.
-  const authorizeForward: Hook<'authorizeForward'> = () => null;
-
   return {
     preConnect,
     authenticate,
     authorizePublish,
-    authorizeSubscribe,
-    authorizeForward,
     sessionOf: (client) => sessions.get(client),
   };
 }

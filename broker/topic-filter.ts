@@ -39,3 +39,38 @@ export function compileTopicFilter(filter: string): TopicMatcher {
   }
   return (topic) => topicMatchesFilter(filter, topic);
 }
+
+/** MQTT_INGEST_TOPIC_FILTER holds one filter or several separated by commas. */
+export function parseTopicFilterList(list: string): string[] {
+  return list
+    .split(',')
+    .map((filter) => filter.trim())
+    .filter((filter) => filter.length > 0);
+}
+
+/** A matcher for "any of these filters"; throws on an invalid one. */
+export function compileTopicFilterList(list: string): TopicMatcher {
+  const filters = parseTopicFilterList(list);
+  if (filters.length === 0) throw new Error('No MQTT topic filter given');
+  const matchers = filters.map(compileTopicFilter);
+  return (topic) => matchers.some((matches) => matches(topic));
+}
+
+/** Could some topic name match both filters? Both must be valid. */
+export function topicFiltersOverlap(a: string, b: string): boolean {
+  const x = a.split('/');
+  const y = b.split('/');
+  for (let i = 0; i < Math.max(x.length, y.length); i++) {
+    const l = x[i];
+    const r = y[i];
+    if (l === '#' || r === '#') return !(i === 0 && (startsWithDollar(l ?? '') || startsWithDollar(r ?? '')));
+    if (l === undefined || r === undefined) return false;
+    if (i === 0 && (l === '+' || r === '+') && (startsWithDollar(l) || startsWithDollar(r))) return false;
+    if (l !== '+' && r !== '+' && l !== r) return false;
+  }
+  return true;
+}
+
+function startsWithDollar(level: string): boolean {
+  return level.startsWith('$');
+}

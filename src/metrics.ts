@@ -120,8 +120,30 @@ export class Metrics {
 
   readonly mqttRefused = new client.Counter({
     name: 'self_sensored_mqtt_refused_total',
-    help: 'MQTT connections or packets refused, by transport and reason (packet_too_large, topic, subscribe)',
+    help:
+      'MQTT connections or packets refused, by transport and reason (max_connections, max_connections_per_address, max_connections_per_key, connect_timeout, packet_too_large, malformed_packet, topic, subscribe)',
     labelNames: ['transport', 'reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly mqttSockets = new client.Gauge({
+    name: 'self_sensored_mqtt_sockets',
+    help: 'Open MQTT sockets, by transport, including those not yet authenticated (what MQTT_MAX_CONNECTIONS counts)',
+    labelNames: ['transport'] as const,
+    registers: [this.registry],
+  });
+
+  readonly mqttPublishesHeld = new client.Counter({
+    name: 'self_sensored_mqtt_publishes_held_total',
+    help: 'Publishes that waited because their client already had MQTT_MAX_INFLIGHT_PER_CLIENT being stored, by transport',
+    labelNames: ['transport'] as const,
+    registers: [this.registry],
+  });
+
+  readonly mqttStatusMessages = new client.Counter({
+    name: 'self_sensored_mqtt_status_messages_total',
+    help: 'Status messages published on the per-key status topics, by status (processed, stored_not_processed, spooled, invalid_json)',
+    labelNames: ['status'] as const,
     registers: [this.registry],
   });
 
@@ -134,6 +156,9 @@ export class Metrics {
   constructor() {
     client.collectDefaultMetrics({ register: this.registry, prefix: 'self_sensored_' });
     // Present from the start, so that dashboards and alerts see 0 rather than no series.
-    for (const transport of ['mqtt-ws', 'mqtt-tcp']) this.mqttConnections.set({ transport }, 0);
+    for (const transport of ['mqtt-ws', 'mqtt-tcp']) {
+      this.mqttConnections.set({ transport }, 0);
+      this.mqttSockets.set({ transport }, 0);
+    }
   }
 }

@@ -1,4 +1,6 @@
 import { networkInterfaces } from 'node:os';
+import { STATUS_TOPIC_PREFIX } from '../broker/status-topic.js';
+import { parseKey } from './auth/key-format.js';
 
 export interface AppSettingsInput {
   host: string;
@@ -19,11 +21,13 @@ export function guessPublicHost(configured: string | undefined): string {
   return 'localhost';
 }
 
-/** The topic to type into the app: the ingest filter's base with the user's name. */
-export function suggestedTopic(filter: string, userName: string): string {
+/** The topic to type into the app: the (first) ingest filter's base with the user's name. */
+export function suggestedTopic(filters: string, userName: string): string {
+  const filter = filters.split(',')[0]!.trim();
   if (!filter.includes('#') && !filter.includes('+')) return filter;
   const base = filter.split('/').filter((level) => level !== '#' && level !== '+');
-  return [...base, userName].join('/');
+  // Wildcards are refused in a PUBLISH topic, and a '/' would add levels.
+  return [...base, userName.replace(/[+#/\u0000]/g, '_')].join('/');
 }
 
 /** The exact values to type into Health Auto Export's MQTT and REST automations. */
@@ -37,6 +41,7 @@ export function appSettingsText(s: AppSettingsInput): string {
     `  Topic:              ${s.topic}`,
     `  Username:           ${s.userName}`,
     `  Password:           ${s.key}`,
+    ...statusLine(s.key),
     '',
     'Health Auto Export > Automations > new automation > REST API',
     `  URL:                http://${s.host}:${s.httpPort}/api/v1/ingest`,
@@ -48,4 +53,10 @@ export function appSettingsText(s: AppSettingsInput): string {
     `       --data-binary @export.json http://${s.host}:${s.httpPort}/api/v1/ingest`,
   ];
   return lines.join('\n');
+}
+
+/** Where this key's status messages arrive (any MQTT client may watch them; the app does not). */
+function statusLine(key: string): string[] {
+  const parsed = parseKey(key);
+  return parsed ? [`  (what became of each payload: subscribe to ${STATUS_TOPIC_PREFIX}/${parsed.prefix})`] : [];
 }

@@ -66,6 +66,10 @@ export class Daemon {
       BOOTSTRAP_KEY: 'false',
       LOG_LEVEL: 'warn',
       SHUTDOWN_TIMEOUT_MS: '20000',
+      // The load phase plays up to 5,000 phones with one key from one address.
+      MQTT_MAX_CONNECTIONS: '6000',
+      MQTT_MAX_CONNECTIONS_PER_ADDRESS: '6000',
+      MQTT_MAX_CONNECTIONS_PER_KEY: '6000',
     };
   }
 

@@ -1,5 +1,9 @@
 import { z } from 'zod';
 import { defaultLimits, type ValidationLimits } from '../hae/limits.js';
+import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_CONNECTION_LIMITS } from '../../broker/connection-limits.js';
+import { DEFAULT_MAX_INFLIGHT_PER_CLIENT } from '../../broker/publish-window.js';
+import { DEFAULT_KEEPALIVE_BOUNDS } from '../../broker/session-policy.js';
+import { ingestFilterProblems } from '../../broker/status-topic.js';
 import { isAddressOrRange } from '../http/client-address.js';
 import { DEFAULT_JSON_LIMITS } from '../ingest/json-limits.js';
 
@@ -137,8 +141,17 @@ export const settingsSchema = z
     MQTT_WS_PATH: z.string().startsWith('/', { error: 'MQTT_WS_PATH must start with /' }).default('/mqtt'),
     MQTT_TCP_HOST: z.string().min(1).default('0.0.0.0'),
     MQTT_TCP_PORT: port('MQTT_TCP_PORT').default(1884),
-    MQTT_MAX_PACKET_BYTES: positiveInt('MQTT_MAX_PACKET_BYTES').max(268_435_455).default(128 * MIB),
     MQTT_INGEST_TOPIC_FILTER: z.string().min(1).default('health/#'),
+
+    // MQTT limits
+    MQTT_MAX_PACKET_BYTES: positiveInt('MQTT_MAX_PACKET_BYTES').max(268_435_455).default(128 * MIB),
+    MQTT_MAX_CONNECTIONS: positiveInt('MQTT_MAX_CONNECTIONS').default(DEFAULT_CONNECTION_LIMITS.maxConnections),
+    MQTT_MAX_CONNECTIONS_PER_ADDRESS: positiveInt('MQTT_MAX_CONNECTIONS_PER_ADDRESS').default(DEFAULT_CONNECTION_LIMITS.maxConnectionsPerAddress),
+    MQTT_MAX_CONNECTIONS_PER_KEY: positiveInt('MQTT_MAX_CONNECTIONS_PER_KEY').default(DEFAULT_CONNECTION_LIMITS.maxConnectionsPerKey),
+    MQTT_MAX_INFLIGHT_PER_CLIENT: positiveInt('MQTT_MAX_INFLIGHT_PER_CLIENT').max(65_535).default(DEFAULT_MAX_INFLIGHT_PER_CLIENT),
+    MQTT_KEEPALIVE_MIN_SECONDS: positiveInt('MQTT_KEEPALIVE_MIN_SECONDS').max(65_535).default(DEFAULT_KEEPALIVE_BOUNDS.minSeconds),
+    MQTT_KEEPALIVE_MAX_SECONDS: positiveInt('MQTT_KEEPALIVE_MAX_SECONDS').max(65_535).default(DEFAULT_KEEPALIVE_BOUNDS.maxSeconds),
+    MQTT_CONNECT_TIMEOUT_MS: positiveInt('MQTT_CONNECT_TIMEOUT_MS').max(10 * 60_000).default(DEFAULT_CONNECT_TIMEOUT_MS),
 
     AUTH_CACHE_TTL_MS: positiveInt('AUTH_CACHE_TTL_MS').default(10 * 60_000),
     AUTH_CACHE_REFRESH_MS: positiveInt('AUTH_CACHE_REFRESH_MS').max(60_000).default(2_000),
@@ -160,6 +173,12 @@ export const settingsSchema = z
   })
   .superRefine((s, ctx) => {
     checkHardening(s, ctx);
+    for (const problem of ingestFilterProblems(s.MQTT_INGEST_TOPIC_FILTER)) {
+      ctx.addIssue({ code: 'custom', path: ['MQTT_INGEST_TOPIC_FILTER'], message: problem });
+    }
+    if (s.MQTT_KEEPALIVE_MIN_SECONDS > s.MQTT_KEEPALIVE_MAX_SECONDS) {
+      ctx.addIssue({ code: 'custom', path: ['MQTT_KEEPALIVE_MIN_SECONDS'], message: 'MQTT_KEEPALIVE_MIN_SECONDS must not be above MQTT_KEEPALIVE_MAX_SECONDS' });
+    }
     for (const [name, [limit, end]] of Object.entries(limitSettings) as Array<[LimitSetting, [keyof ValidationLimits, 'min' | 'max']]>) {
       if (end !== 'min') continue;
       const maxName = (Object.keys(limitSettings) as LimitSetting[]).find((n) => limitSettings[n][0] === limit && limitSettings[n][1] === 'max')!;
@@ -183,6 +202,13 @@ export const settingsSchema = z
       tcpPort: s.MQTT_TCP_PORT,
       maxPacketBytes: s.MQTT_MAX_PACKET_BYTES,
       ingestTopicFilter: s.MQTT_INGEST_TOPIC_FILTER,
+      maxConnections: s.MQTT_MAX_CONNECTIONS,
+      maxConnectionsPerAddress: s.MQTT_MAX_CONNECTIONS_PER_ADDRESS,
+      maxConnectionsPerKey: s.MQTT_MAX_CONNECTIONS_PER_KEY,
+      maxInflightPerClient: s.MQTT_MAX_INFLIGHT_PER_CLIENT,
+      keepaliveMinSeconds: s.MQTT_KEEPALIVE_MIN_SECONDS,
+      keepaliveMaxSeconds: s.MQTT_KEEPALIVE_MAX_SECONDS,
+      connectTimeoutMs: s.MQTT_CONNECT_TIMEOUT_MS,
     },
     auth: { cacheTtlMs: s.AUTH_CACHE_TTL_MS, cacheRefreshMs: s.AUTH_CACHE_REFRESH_MS },
     ingest: {

@@ -27,6 +27,8 @@ export interface HttpServerDeps {
 
 const HEADERS_TIMEOUT_MS = 60_000;
 const KEEP_ALIVE_TIMEOUT_MS = 5_000;
+const MIN_TIMEOUT_SWEEP_MS = 100;
+const MAX_TIMEOUT_SWEEP_MS = 1_000;
 
 type Route = '/api/v1/ingest' | '/health' | '/ready' | '/metrics';
 /** Metric label: a fixed set, never the raw URL, so scanners cannot blow up label cardinality. */
@@ -57,8 +59,12 @@ export class HttpServer implements Component {
     const requestTimeout = deps.options.requestTimeoutMs;
     // Node refuses a headers timeout longer than the request timeout.
     const headersTimeout = Math.min(HEADERS_TIMEOUT_MS, requestTimeout);
-    this.#server = createServer({ requestTimeout, headersTimeout, keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS }, (req, res) =>
-      this.#onRequest(req, res),
+    // Node enforces both timeouts only when it sweeps its connections (every 30 s by default), so
+    // a 2 s timeout would cut a stalled request after 30 s: sweep often enough to keep the promise.
+    const connectionsCheckingInterval = Math.max(MIN_TIMEOUT_SWEEP_MS, Math.min(MAX_TIMEOUT_SWEEP_MS, Math.floor(headersTimeout / 4)));
+    this.#server = createServer(
+      { requestTimeout, headersTimeout, keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS, connectionsCheckingInterval },
+      (req, res) => this.#onRequest(req, res),
     );
     this.#server.requestTimeout = requestTimeout;
     this.#server.headersTimeout = headersTimeout;

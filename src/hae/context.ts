@@ -2,6 +2,7 @@ import type { ItemRejection } from '../../broker/types.js';
 import type { RejectionReason } from '../errors.js';
 import type { ValidationLimits } from './limits.js';
 import { sampleKinds, type ParsedPayload, type SampleKind } from './types.js';
+import { storableText } from '../storable-text.js';
 import { dateBoundsAt, Problem, type DateBounds } from './validate.js';
 
 /** The row type stored for each sample kind (the ParsedPayload array of the same name). */
@@ -72,16 +73,21 @@ export class ParseContext {
     return true;
   }
 
-  /** A rejection that belongs to no sample kind (a whole metric object, the envelope). */
+  /**
+   * A rejection that belongs to no sample kind (a whole metric object, the envelope). Its texts
+   * are saved as jsonb with the payload's status, so a U+0000 copied from a name or key must not
+   * reach them: it would fail that transaction and lose every row of the payload.
+   */
   reject(type: string, path: string, name: string | undefined, problem: Problem): void {
-    const rejection: ItemRejection = { type, path, reason: problem.reason, message: problem.message };
-    if (name !== undefined) rejection.name = name;
-    if (problem.field !== undefined) rejection.field = problem.field;
+    const rejection: ItemRejection = { type: storableText(type), path: storableText(path), reason: problem.reason, message: storableText(problem.message) };
+    if (name !== undefined) rejection.name = storableText(name);
+    if (problem.field !== undefined) rejection.field = storableText(problem.field);
     this.result.rejections.push(rejection);
   }
 
   /** Items kept only in the raw payload; entries of the same type and reason are summed. */
-  notStored(type: string, items: number, reason: RejectionReason): void {
+  notStored(receivedType: string, items: number, reason: RejectionReason): void {
+    const type = storableText(receivedType);
     const key = `${reason}\u0000${type}`;
     const existing = this.notStoredByKey.get(key);
     if (existing !== undefined) {

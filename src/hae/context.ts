@@ -64,7 +64,7 @@ export class ParseContext {
    * the whole payload's transaction.
    */
   settle<K extends SampleKind>(kind: K, outcome: RowOf<K> | Problem, type: string, path: string, name: string | undefined): boolean {
-    const problem = outcome instanceof Problem ? outcome : nulProblem(outcome);
+    const problem = outcome instanceof Problem ? outcome : (nulProblem(outcome) ?? longTextProblem(outcome));
     if (problem) {
       this.rejectItem(kind, type, path, name, problem);
       return false;
@@ -101,6 +101,26 @@ export class ParseContext {
 }
 
 const NUL = '\u0000';
+
+/**
+ * Text columns of a row (names, sources, ids, units) are mostly natural keys: a btree entry over
+ * ~2.7 kB fails the whole INSERT, and with it every row of the payload. No real name is this long.
+ */
+export const MAX_TEXT_FIELD_BYTES = 1_024;
+
+/** A Problem when a text field of the row (not its nested metadata) is over MAX_TEXT_FIELD_BYTES. */
+function longTextProblem(row: unknown): Problem | null {
+  if (row === null || typeof row !== 'object') return null;
+  for (const [field, value] of Object.entries(row)) {
+    // Three bytes per UTF-16 unit at most: short strings need no byte count.
+    if (typeof value !== 'string' || value.length * 3 <= MAX_TEXT_FIELD_BYTES) continue;
+    const bytes = Buffer.byteLength(value, 'utf8');
+    if (bytes > MAX_TEXT_FIELD_BYTES) {
+      return new Problem(field, 'text_too_long', `${field} is ${bytes} bytes long; the limit for a text field is ${MAX_TEXT_FIELD_BYTES} bytes`);
+    }
+  }
+  return null;
+}
 
 /** A Problem when any string (value or key) inside the row contains U+0000. */
 function nulProblem(row: unknown): Problem | null {

@@ -78,6 +78,8 @@ export class MqttBroker implements Component {
       inflight: this.inflight,
       connectionInfo: (client) => this.connectionInfo(client),
       isDraining: () => this.draining,
+      // Aedes keeps its registry of connected clients untyped.
+      clientHoldingId: (clientId) => (this.aedes as unknown as { clients?: Record<string, Client | undefined> } | null)?.clients?.[clientId],
     });
   }
 

@@ -120,7 +120,7 @@ export class Metrics {
 
   readonly mqttRefused = new client.Counter({
     name: 'self_sensored_mqtt_refused_total',
-    help: 'MQTT connections or packets refused, by transport and reason (packet_too_large, topic, subscribe)',
+    help: 'MQTT connections or packets refused, by transport and reason (packet_too_large, malformed_packet, topic, subscribe, client_id_taken)',
     labelNames: ['transport', 'reason'] as const,
     registers: [this.registry],
   });

@@ -147,6 +147,34 @@ describe('hostile input against one running daemon', { timeout: 120_000 }, () =>
     await legitAdvances(3, 'the subscriptions');
   });
 
+  test('another user cannot cut the phone off: reusing its client id is refused, and so is a $SYS announcement', async () => {
+    const takeover = await mqttClient(t.tcpUrl, malloryKey, FROM.payloads, { clientId: 'legitimate-phone' }).then(
+      (client) => {
+        client.end(true);
+        return 'connected';
+      },
+      (err: Error & { code?: number }) => err.code,
+    );
+    assert.equal(takeover, 2, 'CONNACK 2 (identifier rejected) for a client id held by another user');
+    // Aedes disconnects a client whose id is announced on $SYS/<other broker>/new/clients.
+    const announcer = await mqttClient(t.tcpUrl, malloryKey, FROM.payloads, { clientId: 'announcer' });
+    const announcerClosed = new Promise<void>((resolve) => announcer.once('close', () => resolve()));
+    announcer.on('error', () => undefined);
+    announcer.publish('$SYS/another-broker/new/clients', 'legitimate-phone', { qos: 0 });
+    await announcerClosed; // the broker refuses $ topics by closing the publisher's connection
+    announcer.end(true);
+    await legitAdvances(3, 'the takeover attempts');
+    assert.deepEqual(legit.problems, [], 'the phone lost its connection');
+    // Within one user, a reconnect still takes the id over (a phone that changed networks).
+    const first = await mqttClient(t.tcpUrl, aliceKey, FROM.legit, { clientId: 'alice-tablet' });
+    const firstClosed = new Promise<void>((resolve) => first.once('close', () => resolve()));
+    const second = await mqttClient(t.tcpUrl, aliceKey, FROM.legit, { clientId: 'alice-tablet' });
+    await firstClosed;
+    assert.ok(second.connected);
+    await second.endAsync();
+    first.end(true);
+  });
+
   test('slow clients are cut (CONNECT deadline, HTTP_REQUEST_TIMEOUT_MS) and the daemon serves others meanwhile', async () => {
     const connect = connectPacket({ clientId: 'one-byte-per-second', password: malloryKey });
     const silentTcp = trickle({ port: tcpPort, localAddress: FROM.slow, deadlineMs: CONNECT_DEADLINE_BOUND_MS + 2_000 });
@@ -434,18 +462,18 @@ describe('hostile input against one running daemon', { timeout: 120_000 }, () =>
 
   test('1,000 wrong keys from one address over REST and over MQTT CONNECT: none accepted, nothing stored, the phone unaffected', async () => {
     const alicePrefix = prefixOf(aliceKey);
-    // 20 of each thousand aim at Alice's real prefix: each costs a full argon2 verification.
-    const restKeys = wrongKeys(SEED + 3, 1_000, alicePrefix, 20);
+    // 10 of each thousand aim at Alice's real prefix: each costs a full argon2 verification.
+    const restKeys = wrongKeys(SEED + 3, 1_000, alicePrefix, 10);
     const body = stepPayload(5, 1);
-    const restStatuses = await mapLimit(restKeys, 25, async (key, i) => {
+    const restStatuses = await mapLimit(restKeys, 50, async (key, i) => {
       const style = (['x-api-key', 'api-key', 'authorization'] as const)[i % 3]!;
       const headers = { [style]: style === 'authorization' ? `Bearer ${key}` : key, 'content-type': 'application/json' };
       const answer = await httpFrom(FROM.wrongKeys, ingestUrl(), { headers, body });
       return answer.status;
     });
     assert.deepEqual(restStatuses.filter((s) => !is4xx(s)), [], 'every wrong key over REST is refused with a 4xx');
-    const mqttKeys = wrongKeys(SEED + 4, 1_000, alicePrefix, 20);
-    const connacks = await mapLimit(mqttKeys, 50, async (key, i) => {
+    const mqttKeys = wrongKeys(SEED + 4, 1_000, alicePrefix, 10);
+    const connacks = await mapLimit(mqttKeys, 100, async (key, i) => {
       const outcome = await sendAndAwaitClose(target(i % 2 === 0 ? 'tcp' : 'ws', FROM.wrongKeys), [connectPacket({ clientId: `guess-${i}`, password: key })], CONNECT_DEADLINE_BOUND_MS);
       return { code: connackCode(outcome.received), closed: outcome.closedByDaemon };
     });

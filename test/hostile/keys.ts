@@ -14,7 +14,7 @@ export function wrongKeys(seed: number, count: number, targetPrefix: string, tar
   const keys: string[] = [];
   for (let i = 0; i < count; i++) {
     if (i < targeted) keys.push(`ss_${targetPrefix}_${pick(BASE64URL, 43)}`);
-    else if (i % 20 === 0) keys.push(pick(BASE64URL, 1 + Math.floor(random() * 80)));
+    else if (i % 20 === 19) keys.push(pick(BASE64URL, 1 + Math.floor(random() * 80)));
     else keys.push(`ss_${pick(BASE32, 10)}_${pick(BASE64URL, 43)}`);
   }
   return keys;

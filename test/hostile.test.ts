@@ -57,10 +57,25 @@ function mqttClient(url: string, key: string, localAddress: string, extra: IClie
         ? new mqtt.MqttClient(() => netConnect({ host: '127.0.0.1', port: Number(port), localAddress }), options)
         : mqtt.connect(url, { ...options, wsOptions: { localAddress } });
     client.once('connect', () => resolve(client));
-    client.once('error', (err) => {
+    // Not once: an 'error' without a listener would throw, and count as a crash of the daemon.
+    client.on('error', (err) => {
       client.end(true);
       reject(err);
     });
+  });
+}
+
+/**
+ * A QoS 1 publish that may be refused by closing the connection: mqtt.js would then keep the
+ * message queued for a reconnect that never comes, and publishAsync would never settle.
+ */
+function publishOrClosed(client: MqttClient, topic: string, payload: string | Buffer): Promise<'acked' | 'closed'> {
+  return new Promise((resolve) => {
+    client.once('close', () => resolve('closed'));
+    client.publishAsync(topic, payload, { qos: 1 }).then(
+      () => resolve('acked'),
+      () => resolve('closed'),
+    );
   });
 }
 
@@ -175,60 +190,63 @@ describe('hostile input against one running daemon', { timeout: 120_000 }, () =>
     first.end(true);
   });
 
-  test('slow clients are cut (CONNECT deadline, HTTP_REQUEST_TIMEOUT_MS) and the daemon serves others meanwhile', async () => {
-    const connect = connectPacket({ clientId: 'one-byte-per-second', password: malloryKey });
-    const silentTcp = trickle({ port: tcpPort, localAddress: FROM.slow, deadlineMs: CONNECT_DEADLINE_BOUND_MS + 2_000 });
-    const silentWs = openPeer(target('ws', FROM.slow)).then((peer) => peer.outcome(CONNECT_DEADLINE_BOUND_MS + 2_000));
-    const dripConnect = trickle({ port: tcpPort, localAddress: FROM.slow, rest: connect, chunkBytes: 1, intervalMs: 1_000, deadlineMs: CONNECT_DEADLINE_BOUND_MS + 2_000 });
-    const body = stepPayload(1, 1);
-    const post = `POST /api/v1/ingest HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${malloryKey}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`;
-    const httpDeadline = REQUEST_TIMEOUT_MS + 6_000;
-    const trickledHeaders = trickle({ port: httpPort, localAddress: FROM.slow, rest: post + body, chunkBytes: 1, intervalMs: 200, deadlineMs: httpDeadline });
-    const unfinishedBody = trickle({ port: httpPort, localAddress: FROM.slow, head: post + body.slice(0, 20), deadlineMs: httpDeadline });
-    // Many half-open requests at once, the classic slowloris.
-    const crowd = Array.from({ length: 40 }, () => trickle({ port: httpPort, localAddress: FROM.slow, head: 'GET /health HTTP/1.1\r\nHost: x\r\n', rest: 'X-a: b\r\n'.repeat(100), chunkBytes: 8, intervalMs: 500, deadlineMs: httpDeadline }));
+  // Both wait for the broker's CONNECT deadline; side by side they cost it once.
+  describe('connections that never complete', { concurrency: 2 }, () => {
+    test('slow clients are cut (CONNECT deadline, HTTP_REQUEST_TIMEOUT_MS) and the daemon serves others meanwhile', async () => {
+      const connect = connectPacket({ clientId: 'one-byte-per-second', password: malloryKey });
+      const silentTcp = trickle({ port: tcpPort, localAddress: FROM.slow, deadlineMs: CONNECT_DEADLINE_BOUND_MS + 2_000 });
+      const silentWs = openPeer(target('ws', FROM.slow)).then((peer) => peer.outcome(CONNECT_DEADLINE_BOUND_MS + 2_000));
+      const dripConnect = trickle({ port: tcpPort, localAddress: FROM.slow, rest: connect, chunkBytes: 1, intervalMs: 1_000, deadlineMs: CONNECT_DEADLINE_BOUND_MS + 2_000 });
+      const body = stepPayload(1, 1);
+      const post = `POST /api/v1/ingest HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${malloryKey}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`;
+      const httpDeadline = REQUEST_TIMEOUT_MS + 6_000;
+      const trickledHeaders = trickle({ port: httpPort, localAddress: FROM.slow, rest: post + body, chunkBytes: 1, intervalMs: 200, deadlineMs: httpDeadline });
+      const unfinishedBody = trickle({ port: httpPort, localAddress: FROM.slow, head: post + body.slice(0, 20), deadlineMs: httpDeadline });
+      // Many half-open requests at once, the classic slowloris.
+      const crowd = Array.from({ length: 40 }, () => trickle({ port: httpPort, localAddress: FROM.slow, head: 'GET /health HTTP/1.1\r\nHost: x\r\n', rest: 'X-a: b\r\n'.repeat(100), chunkBytes: 8, intervalMs: 500, deadlineMs: httpDeadline }));
 
-    // While they hold their sockets, everyone else is served promptly.
-    for (let i = 0; i < 5; i++) {
-      const started = Date.now();
-      assert.equal((await fetch(`${t.httpUrl}/health`)).status, 200);
-      assert.ok(Date.now() - started < 2_000, `/health took ${Date.now() - started} ms while slow clients were connected`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
-    await legitAdvances(5, 'the slow clients');
+      // While they hold their sockets, everyone else is served promptly.
+      for (let i = 0; i < 5; i++) {
+        const started = Date.now();
+        assert.equal((await fetch(`${t.httpUrl}/health`)).status, 200);
+        assert.ok(Date.now() - started < 2_000, `/health took ${Date.now() - started} ms while slow clients were connected`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      await legitAdvances(5, 'the slow clients');
 
-    for (const [name, slow] of [['trickled headers', trickledHeaders], ['unfinished body', unfinishedBody]] as const) {
-      const outcome = await slow.done;
-      assert.ok(outcome.closedByServer, `${name}: still open after ${outcome.elapsedMs} ms`);
-      assert.ok(outcome.elapsedMs >= REQUEST_TIMEOUT_MS - 100, `${name}: cut after ${outcome.elapsedMs} ms, before the timeout`);
-      // 408 SS_REQUEST_TIMEOUT, or closed without an answer; never accepted.
-      assert.ok(outcome.received === '' || outcome.received.startsWith('HTTP/1.1 408 '), `${name}: answered ${outcome.received.slice(0, 40)}`);
-    }
-    const crowdOutcomes = await Promise.all(crowd.map((c) => c.done));
-    assert.deepEqual(crowdOutcomes.filter((o) => !o.closedByServer).length, 0, 'every slowloris connection is cut');
-    for (const [name, outcome] of [['silent TCP socket', await silentTcp.done], ['one byte per second', await dripConnect.done]] as const) {
-      assert.ok(outcome.closedByServer, `${name}: still open after ${outcome.elapsedMs} ms`);
-      assert.equal(connackCode(Buffer.from(outcome.received, 'latin1')), null, `${name}: got a CONNACK`);
-    }
-    assert.ok((await dripConnect.done).bytesSent < connect.length, 'the CONNECT never completed');
-    assert.ok((await silentWs).closedByDaemon, 'a silent WebSocket is cut at the CONNECT deadline');
-    assert.equal(await storedFrom(FROM.slow), 0);
-  });
+      for (const [name, slow] of [['trickled headers', trickledHeaders], ['unfinished body', unfinishedBody]] as const) {
+        const outcome = await slow.done;
+        assert.ok(outcome.closedByServer, `${name}: still open after ${outcome.elapsedMs} ms`);
+        assert.ok(outcome.elapsedMs >= REQUEST_TIMEOUT_MS - 100, `${name}: cut after ${outcome.elapsedMs} ms, before the timeout`);
+        // 408 SS_REQUEST_TIMEOUT, or closed without an answer; never accepted.
+        assert.ok(outcome.received === '' || outcome.received.startsWith('HTTP/1.1 408 '), `${name}: answered ${outcome.received.slice(0, 40)}`);
+      }
+      const crowdOutcomes = await Promise.all(crowd.map((c) => c.done));
+      assert.deepEqual(crowdOutcomes.filter((o) => !o.closedByServer).length, 0, 'every slowloris connection is cut');
+      for (const [name, outcome] of [['silent TCP socket', await silentTcp.done], ['one byte per second', await dripConnect.done]] as const) {
+        assert.ok(outcome.closedByServer, `${name}: still open after ${outcome.elapsedMs} ms`);
+        assert.equal(connackCode(Buffer.from(outcome.received, 'latin1')), null, `${name}: got a CONNACK`);
+      }
+      assert.ok((await dripConnect.done).bytesSent < connect.length, 'the CONNECT never completed');
+      assert.ok((await silentWs).closedByDaemon, 'a silent WebSocket is cut at the CONNECT deadline');
+      assert.equal(await storedFrom(FROM.slow), 0);
+    });
 
-  test(`random bytes and malformed MQTT packets over TCP and WebSocket (seed ${SEED}): every connection closed, nothing stored`, async () => {
-    const wrongKey = wrongKeys(SEED, 1, 'aaaaaaaaaa', 0)[0]!;
-    const cases = fuzzCases(SEED, malloryKey, wrongKey);
-    const started = legit.ackCount;
-    const runs = (['tcp', 'ws'] as const).flatMap((transport) =>
-      cases.map(async (c) => ({ transport, name: c.name, outcome: await sendAndAwaitClose(target(transport, FROM.fuzz), c.chunks, CONNECT_DEADLINE_BOUND_MS) })),
-    );
-    const results = await Promise.all(runs);
-    const stillOpen = results.filter((r) => !r.outcome.closedByDaemon).map((r) => `${r.transport}: ${r.name}`);
-    assert.deepEqual(stillOpen, [], 'connections the daemon left open');
-    // A fuzzed PUBLISH may be acknowledged (invalid JSON and foreign topics are acked and
-    // dropped), but none of them carries a storable payload.
-    assert.equal(await storedFrom(FROM.fuzz), 0);
-    assert.ok(legit.ackCount > started, 'the legitimate client kept getting PUBACKs');
+    test(`random bytes and malformed MQTT packets over TCP and WebSocket (seed ${SEED}): every connection closed, nothing stored`, async () => {
+      const wrongKey = wrongKeys(SEED, 1, 'aaaaaaaaaa', 0)[0]!;
+      const cases = fuzzCases(SEED, malloryKey, wrongKey);
+      const started = legit.ackCount;
+      const runs = (['tcp', 'ws'] as const).flatMap((transport) =>
+        cases.map(async (c) => ({ transport, name: c.name, outcome: await sendAndAwaitClose(target(transport, FROM.fuzz), c.chunks, CONNECT_DEADLINE_BOUND_MS) })),
+      );
+      const results = await Promise.all(runs);
+      const stillOpen = results.filter((r) => !r.outcome.closedByDaemon).map((r) => `${r.transport}: ${r.name}`);
+      assert.deepEqual(stillOpen, [], 'connections the daemon left open');
+      // A fuzzed PUBLISH may be acknowledged (invalid JSON and foreign topics are acked and
+      // dropped), but none of them carries a storable payload.
+      assert.equal(await storedFrom(FROM.fuzz), 0);
+      assert.ok(legit.ackCount > started, 'the legitimate client kept getting PUBACKs');
+    });
   });
 
   test('a CONNECT flood: 500 sockets with wrong keys as fast as possible; none accepted, the phone keeps its PUBACKs', async () => {
@@ -317,12 +335,12 @@ describe('hostile input against one running daemon', { timeout: 120_000 }, () =>
     const client = await mqttClient(t.wsUrl, malloryKey, FROM.payloads, { clientId: 'deep-json' });
     try {
       for (const body of [deepArrays.replace('[', ' ['), deepObjects.replace('{', ' {')]) {
-        await client.publishAsync('health/mallory', body, { qos: 1 });
+        await publishOrClosed(client, 'health/mallory', body);
         const raw = await rawBySha(sha256(body));
         if (raw) accepted.set(sha256(body), 'deep JSON over MQTT (acknowledged, nothing derived)');
       }
     } finally {
-      await client.endAsync();
+      client.end(true);
     }
   });
 
@@ -337,8 +355,8 @@ describe('hostile input against one running daemon', { timeout: 120_000 }, () =>
     assert.ok([200, 400].includes(answer.status), `REST answered ${answer.status}`);
     const viaMqtt = build(2);
     const client = await mqttClient(t.tcpUrl, malloryKey, FROM.payloads, { clientId: 'invalid-utf8' });
-    await client.publishAsync('health/mallory', viaMqtt, { qos: 1 });
-    await client.endAsync();
+    await publishOrClosed(client, 'health/mallory', viaMqtt);
+    client.end(true);
     for (const [transport, sent] of [['REST', viaRest], ['MQTT', viaMqtt]] as const) {
       const raw = await rawBySha(sha256(sent));
       if (!raw) continue; // refused as a whole: equally fine
@@ -391,8 +409,8 @@ describe('hostile input against one running daemon', { timeout: 120_000 }, () =>
     const topic = `health/mallory/'; DROP TABLE raw_ingestions; --/$1/\\/👩‍⚕️`;
     const again = `${body}\n`;
     const client = await mqttClient(t.tcpUrl, malloryKey, FROM.payloads, { clientId });
-    await client.publishAsync(topic, again, { qos: 1 });
-    await client.endAsync();
+    assert.equal(await publishOrClosed(client, topic, again), 'acked');
+    client.end(true);
     accepted.set(sha256(again), 'hostile strings over MQTT');
     const stored = await t.sql.query<{ topic: string; client_id: string }>(`SELECT topic, client_id FROM raw_ingestions WHERE sha256 = decode($1, 'hex')`, [sha256(again)]);
     assert.deepEqual(stored.rows, [{ topic, client_id: clientId }]);
@@ -402,14 +420,15 @@ describe('hostile input against one running daemon', { timeout: 120_000 }, () =>
     const nulBody = JSON.stringify({ data: {}, note: 'client id with NUL' });
     const nulClient = await mqttClient(t.tcpUrl, malloryKey, FROM.payloads, { clientId: 'nul\u0000id' }).catch(() => null);
     if (nulClient) {
-      await nulClient.publishAsync('health/mallory/nul\u0000topic', nulBody, { qos: 1 }).catch(() => undefined);
+      nulClient.on('error', () => undefined);
+      await Promise.race([publishOrClosed(nulClient, 'health/mallory/nul\u0000topic', nulBody), new Promise((r) => setTimeout(r, 5_000))]);
       nulClient.end(true);
       if (await rawBySha(sha256(nulBody))) accepted.set(sha256(nulBody), 'NUL in client id and topic');
     }
     await legitAdvances(3, 'the hostile strings');
   });
 
-  test('header injection: CR/LF, obs-fold, NUL, duplicates and huge headers never give a 2xx for a bad key, and never split the answer', async () => {
+  test('header injection: CR/LF, obs-fold, NUL, duplicates and huge headers never give a 2xx for a bad key (nor CONNACK 0), and never split the answer', async () => {
     const body = stepPayload(4, 1);
     const tail = `Content-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`;
     const [keyHead, keyTail] = [malloryKey.slice(0, 20), malloryKey.slice(20)];
@@ -434,6 +453,12 @@ describe('hostile input against one running daemon', { timeout: 120_000 }, () =>
       const response = await rawHttp(httpPort, FROM.headers, request);
       assert.ok(response.status === null || is4xx(response.status), `${name}: answered ${response.status}`);
       assert.deepEqual(responseSplitting(response, ['set-cookie', 'x-injected']), [], name);
+    }
+    // The same keys over MQTT, where the password may hold any byte: refused.
+    for (const password of [`${keyHead}\n${keyTail}`, `${keyHead}\r\n${keyTail}`, `${malloryKey}\u0000`, `${malloryKey}\nX-Injected: 1`]) {
+      const outcome = await sendAndAwaitClose(target('tcp', FROM.headers), [connectPacket({ clientId: 'newline-key', password })], 5_000);
+      assert.notEqual(connackCode(outcome.received), 0, `MQTT password ${JSON.stringify(password.slice(-20))} was accepted`);
+      assert.ok(outcome.closedByDaemon);
     }
     // A public endpoint asked with CR/LF in its request line may answer, but never with the injected header.
     const probe = await rawHttp(httpPort, FROM.headers, 'GET /health\r\nSet-Cookie: x=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
@@ -504,8 +529,8 @@ describe('hostile input against one running daemon', { timeout: 120_000 }, () =>
     accepted.set(sha256(freshRest), 'fresh REST ingest');
     const freshMqtt = legitPayload(60_001);
     const client = await mqttClient(t.wsUrl, aliceKey, FROM.legit, { clientId: 'fresh-phone' });
-    await client.publishAsync('health/alice', freshMqtt, { qos: 1 });
-    await client.endAsync();
+    assert.equal(await publishOrClosed(client, 'health/alice', freshMqtt), 'acked', 'a fresh MQTT publish is acknowledged');
+    client.end(true);
     accepted.set(sha256(freshMqtt), 'fresh MQTT publish');
     for (let i = 0; i < 2; i++) {
       expectedRows.heart_rate_samples!++;

@@ -1,7 +1,8 @@
 /**
  * The daemon runs inside the test process (startTestApp), so a crash of the daemon is an
  * uncaught exception or unhandled rejection here. Recorded instead of killing the run, so the
- * suite can finish and report every one of them.
+ * suite can finish and report every one of them (with its stack, which tells daemon code from
+ * test code).
  */
 export function watchCrashes(): { events: string[]; stop(): void } {
   const events: string[] = [];

@@ -108,9 +108,10 @@ function openWs(target: PeerTarget): Promise<RawPeer> {
 export async function sendAndAwaitClose(target: PeerTarget, chunks: Buffer[], deadlineMs: number): Promise<PeerOutcome> {
   const peer = await openPeer(target);
   const outcome = peer.outcome(deadlineMs);
-  for (const chunk of chunks) {
+  for (const [i, chunk] of chunks.entries()) {
+    // A pause between packets, so that each may be read (and answered) on its own.
+    if (i > 0) await new Promise((r) => setTimeout(r, 20));
     peer.write(chunk);
-    await new Promise((r) => setTimeout(r, 20));
   }
   return outcome;
 }

@@ -131,6 +131,8 @@ export class MqttBroker implements Component {
       isDraining: () => this.draining,
       throttle:
         deps.publishLimit && new PublishThrottle(deps.publishLimit.limiter, deps.publishLimit.options, this.log, () => this.draining),
+      // Aedes keeps its registry of connected clients untyped.
+      clientHoldingId: (clientId) => (this.aedes as unknown as { clients?: Record<string, Client | undefined> } | null)?.clients?.[clientId],
     });
   }
 

@@ -36,6 +36,8 @@ export interface HookContext {
   isDraining(): boolean;
   /** Holds publishes over the key's rate limit (absent: no limit). */
   throttle?: PublishThrottle | undefined;
+  /** The connected client registered under this MQTT client id, if any. */
+  clientHoldingId(clientId: string): Client | undefined;
 }
 
 type Hook<K extends keyof AedesOptions> = NonNullable<AedesOptions[K]>;
@@ -48,7 +50,7 @@ export interface BrokerHooks {
 }
 
 /** CONNACK return codes of MQTT 3.1.1 that we send. */
-type ConnackRefusal = 3 | 4 | 5;
+type ConnackRefusal = 2 | 3 | 4 | 5;
 
 const MAX_LOGGED_USERNAME = 64;
 
@@ -101,6 +103,15 @@ export function createBrokerHooks(ctx: HookContext): BrokerHooks {
     ctx.authenticator.verify(presented, { transport, remoteAddress, clientId }).then(
       (outcome) => {
         if (!outcome.ok) return refuse(outcome.reason, connackCodeFor(outcome.reason));
+        // MQTT lets a new CONNECT with a client id take over the connection holding it. Within one
+        // user that is a phone reconnecting; across users it would let anyone with a key cut
+        // another user's phone off by reusing its client id.
+        const holder = ctx.clientHoldingId(clientId);
+        const holderUser = holder && holder !== client ? sessions.get(holder)?.identity.userId : undefined;
+        if (holderUser !== undefined && holderUser !== outcome.identity.userId) {
+          ctx.metrics.mqttRefused.inc({ transport, reason: 'client_id_taken' });
+          return refuse('client_id_taken_by_another_user', 2); // identifier rejected
+        }
         sessions.set(client, { identity: outcome.identity, userName: loggableUserName(username, presented) });
         done(null, true);
       },

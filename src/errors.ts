@@ -60,6 +60,7 @@ export const rejectionCatalogue = {
   out_of_range: 'A value is outside the range that is physically possible',
   invalid_shape: 'The item does not have the shape this data type needs',
   unstorable_text: 'A text contains the character U+0000, which PostgreSQL cannot store',
+  text_too_long: 'A text field is longer than 1,024 bytes, more than a name, source or id can be',
   unsupported_type: 'This data type is kept in the raw payload but not stored in tables yet',
   unknown_key: 'This top-level key is not a Health Auto Export data type; it is kept in the raw payload',
   not_an_export: 'The JSON is not a Health Auto Export payload (no "data" object)',

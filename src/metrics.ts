@@ -121,7 +121,7 @@ export class Metrics {
   readonly mqttRefused = new client.Counter({
     name: 'self_sensored_mqtt_refused_total',
     help:
-      'MQTT connections or packets refused, by transport and reason (max_connections, max_connections_per_address, max_connections_per_key, connect_timeout, packet_too_large, malformed_packet, topic, subscribe)',
+      'MQTT connections or packets refused, by transport and reason (max_connections, max_connections_per_address, max_connections_per_key, connect_timeout, packet_too_large, malformed_packet, topic, subscribe, client_id_taken)',
     labelNames: ['transport', 'reason'] as const,
     registers: [this.registry],
   });

@@ -321,6 +321,7 @@ test('retain is forced off before the payload goes anywhere', limit, async () =>
     inflight: new InflightTracker(),
     connectionInfo: () => ({ transport: 'mqtt-tcp', remoteAddress: '10.0.0.1' }),
     isDraining: () => false,
+    clientHoldingId: () => undefined,
   });
   // Narrow stand-ins: the hooks only read `id` (and `conn` through connectionInfo).
   const client = { id: 'c1' } as unknown as AedesClient;

@@ -52,6 +52,8 @@ function deepNest(levels: number): Json {
 }
 
 const DEEP = deepNest(10_000);
+/** Arrays only: their toString() recurses as deep as JSON.stringify does. */
+const DEEP_ARRAYS = Array.from({ length: 10_000 }).reduce<Json>((inner) => [inner], 1);
 const LONG = 'x'.repeat(200_000);
 
 const replacements: ReadonlyArray<(r: () => number) => Json> = [
@@ -394,7 +396,7 @@ test(`fuzz: ${CASES} seeded mutations of the fixtures never crash and always giv
 });
 
 test('fuzz: odd values at the top never crash', () => {
-  const odd: Json[] = [undefined, null, 0, -0, 1e308, '', LONG, DEEP, [], {}, { data: DEEP }, { data: { metrics: DEEP } }, { data: { workouts: [DEEP] } }, { data: { ecg: [{ start: '2025-05-06 10:00:00 +0200', voltageMeasurements: DEEP }] } }];
+  const odd: Json[] = [undefined, null, 0, -0, 1e308, '', LONG, DEEP, DEEP_ARRAYS, [], {}, { data: DEEP }, { data: { metrics: DEEP } }, { data: { metrics: DEEP_ARRAYS } }, { data: { metrics: [{ name: 'x', units: 'u', data: DEEP_ARRAYS }] } }, { data: { workouts: [DEEP] } }, { data: { ecg: [{ start: '2025-05-06 10:00:00 +0200', voltageMeasurements: DEEP }] } }];
   for (const input of odd) {
     const result = parseHaePayload(input, { now: NOW });
     assert.equal(checkResult(input, result), null);

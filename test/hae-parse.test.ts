@@ -1289,4 +1289,49 @@ describe('text PostgreSQL cannot store', () => {
       ['data.workouts[0]', 'unstorable_text', 'metadata'],
     ]);
   });
+
+  test('a U+0000 in a name or an unknown key never reaches the rejections and not-stored lists', () => {
+    const result = parse({
+      'odd\u0000key': [1],
+      data: {
+        metrics: [{ name: 'step\u0000count', units: 'count', data: [{ date: '2025-01-01 10:00:00 +0000', qty: 1 }] }],
+        symptoms: [{ name: 'Head\u0000ache', start: '2025-01-01 10:00:00 +0000', end: '2025-01-01 10:00:00 +0000' }],
+        workouts: [{ id: 'w1', name: 'R\u0000un', start: '2025-01-01 10:00:00 +0000', end: '2025-01-01 11:00:00 +0000' }],
+      },
+    });
+    assert.deepEqual(result.rejections.map((r) => [r.reason, r.name]), [
+      ['unstorable_text', 'step\\u0000count'],
+      ['unstorable_text', 'Head\\u0000ache'],
+      ['unstorable_text', 'R\\u0000un'],
+    ]);
+    assert.deepEqual(result.notStored, [{ type: 'odd\\u0000key', items: 1, reason: 'unknown_key' }]);
+    const texts = [...result.rejections.flatMap((r) => Object.values(r)), ...result.notStored.map((n) => n.type)];
+    assert.ok(texts.every((v) => typeof v !== 'string' || !v.includes('\u0000')));
+  });
+
+  test('a text field over 1,024 bytes rejects that item alone; long metadata is kept', () => {
+    const atLimit = 'é'.repeat(512); // 1,024 bytes
+    const result = parse({
+      data: {
+        metrics: [
+          {
+            name: 'step_count',
+            units: 'count',
+            data: [
+              { date: '2025-01-01 10:00:00 +0000', qty: 1, source: atLimit },
+              { date: '2025-01-01 11:00:00 +0000', qty: 2, source: `${atLimit}x` },
+            ],
+          },
+        ],
+        symptoms: [{ name: '漢'.repeat(342), start: '2025-01-01 10:00:00 +0000', end: '2025-01-01 10:00:00 +0000' }],
+        workouts: [{ id: 'w1', name: 'Run', start: '2025-01-01 10:00:00 +0000', end: '2025-01-01 11:00:00 +0000', metadata: { note: 'x'.repeat(5_000) } }],
+      },
+    });
+    assert.deepEqual(result.quantity.map((r) => r.source), [atLimit]);
+    assert.equal(result.workouts.length, 1);
+    assert.deepEqual(result.rejections.map((r) => [r.path, r.reason, r.field]), [
+      ['data.metrics[0].data[1]', 'text_too_long', 'source'],
+      ['data.symptoms[0]', 'text_too_long', 'name'],
+    ]);
+  });
 });

@@ -2,6 +2,7 @@ import type { ItemRejection } from '../../broker/types.js';
 import type { RejectionReason } from '../errors.js';
 import type { ValidationLimits } from './limits.js';
 import { sampleKinds, type ParsedPayload, type SampleKind } from './types.js';
+import { storableText } from '../storable-text.js';
 import { dateBoundsAt, Problem, type DateBounds } from './validate.js';
 
 /** The row type stored for each sample kind (the ParsedPayload array of the same name). */
@@ -63,7 +64,7 @@ export class ParseContext {
    * the whole payload's transaction.
    */
   settle<K extends SampleKind>(kind: K, outcome: RowOf<K> | Problem, type: string, path: string, name: string | undefined): boolean {
-    const problem = outcome instanceof Problem ? outcome : nulProblem(outcome);
+    const problem = outcome instanceof Problem ? outcome : (nulProblem(outcome) ?? longTextProblem(outcome));
     if (problem) {
       this.rejectItem(kind, type, path, name, problem);
       return false;
@@ -72,16 +73,21 @@ export class ParseContext {
     return true;
   }
 
-  /** A rejection that belongs to no sample kind (a whole metric object, the envelope). */
+  /**
+   * A rejection that belongs to no sample kind (a whole metric object, the envelope). Its texts
+   * are saved as jsonb with the payload's status, so a U+0000 copied from a name or key must not
+   * reach them: it would fail that transaction and lose every row of the payload.
+   */
   reject(type: string, path: string, name: string | undefined, problem: Problem): void {
-    const rejection: ItemRejection = { type, path, reason: problem.reason, message: problem.message };
-    if (name !== undefined) rejection.name = name;
-    if (problem.field !== undefined) rejection.field = problem.field;
+    const rejection: ItemRejection = { type: storableText(type), path: storableText(path), reason: problem.reason, message: storableText(problem.message) };
+    if (name !== undefined) rejection.name = storableText(name);
+    if (problem.field !== undefined) rejection.field = storableText(problem.field);
     this.result.rejections.push(rejection);
   }
 
   /** Items kept only in the raw payload; entries of the same type and reason are summed. */
-  notStored(type: string, items: number, reason: RejectionReason): void {
+  notStored(receivedType: string, items: number, reason: RejectionReason): void {
+    const type = storableText(receivedType);
     const key = `${reason}\u0000${type}`;
     const existing = this.notStoredByKey.get(key);
     if (existing !== undefined) {
@@ -95,6 +101,26 @@ export class ParseContext {
 }
 
 const NUL = '\u0000';
+
+/**
+ * Text columns of a row (names, sources, ids, units) are mostly natural keys: a btree entry over
+ * ~2.7 kB fails the whole INSERT, and with it every row of the payload. No real name is this long.
+ */
+export const MAX_TEXT_FIELD_BYTES = 1_024;
+
+/** A Problem when a text field of the row (not its nested metadata) is over MAX_TEXT_FIELD_BYTES. */
+function longTextProblem(row: unknown): Problem | null {
+  if (row === null || typeof row !== 'object') return null;
+  for (const [field, value] of Object.entries(row)) {
+    // Three bytes per UTF-16 unit at most: short strings need no byte count.
+    if (typeof value !== 'string' || value.length * 3 <= MAX_TEXT_FIELD_BYTES) continue;
+    const bytes = Buffer.byteLength(value, 'utf8');
+    if (bytes > MAX_TEXT_FIELD_BYTES) {
+      return new Problem(field, 'text_too_long', `${field} is ${bytes} bytes long; the limit for a text field is ${MAX_TEXT_FIELD_BYTES} bytes`);
+    }
+  }
+  return null;
+}
 
 /** A Problem when any string (value or key) inside the row contains U+0000. */
 function nulProblem(row: unknown): Problem | null {

@@ -52,7 +52,8 @@ export function describeValue(value: unknown): string {
   try {
     text = JSON.stringify(value) ?? String(value);
   } catch {
-    text = String(value);
+    // Too deep for JSON.stringify; String() would recurse through nested arrays just the same.
+    text = typeof value === 'object' ? (Array.isArray(value) ? '[…]' : '{…}') : String(value);
   }
   if (typeof value === 'string') return `the string ${truncate(text)}`;
   if (typeof value === 'boolean') return `the boolean ${text}`;

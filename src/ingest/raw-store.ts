@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { IngestRequest } from '../../broker/types.js';
+import { storableText } from '../storable-text.js';
 
 export type RawStatus = 'received' | 'processed' | 'failed';
 
@@ -89,8 +90,9 @@ export class RawIngestionStore {
         r.identity.userId,
         r.identity.keyId,
         r.transport,
-        r.topic,
-        r.clientId ?? null,
+        // One U+0000 in a topic or client id would fail the whole group commit, other clients' payloads included.
+        r.topic == null ? null : storableText(r.topic),
+        r.clientId == null ? null : storableText(r.clientId),
         r.remoteAddress ?? null,
         r.body,
         p.sha256,

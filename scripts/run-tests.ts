@@ -1,7 +1,8 @@
 /**
  * `npm test`: runs every compiled test file with node's test runner against TEST_DATABASE_URL,
  * or, when it is unset (a fresh machine), against an embedded PostgreSQL started for this run
- * and removed afterwards. Each test file creates and drops its own database inside it.
+ * and removed afterwards. Each test file creates and drops its own database inside it. The
+ * rate-limit tests get a Redis the same way (scripts/test-redis.ts).
  */
 import { spawn } from 'node:child_process';
 import { chmod, mkdtemp, readdir, rm } from 'node:fs/promises';
@@ -10,6 +11,7 @@ import path from 'node:path';
 import { createLogger } from '../src/log.js';
 import { projectRoot } from '../src/paths.js';
 import { EmbeddedPostgres } from '../src/store/embedded-postgres.js';
+import { provideTestRedis } from './test-redis.js';
 
 async function main(): Promise<number> {
   const testDir = path.join(projectRoot, 'dist', 'test');
@@ -35,6 +37,16 @@ async function main(): Promise<number> {
     await embedded.start();
     env.TEST_DATABASE_URL = embedded.connectionString;
   }
+  const redis = await provideTestRedis(env);
+  if (redis.url) env.TEST_REDIS_URL = redis.url;
+  else if (env.CI) {
+    await embedded?.stop();
+    process.stderr.write(`CI needs a Redis for the rate-limit tests: ${redis.reason}\n`);
+    return 1;
+  } else {
+    env.TEST_REDIS_UNAVAILABLE = redis.reason;
+    process.stdout.write(`NOTE: the Redis rate-limit backend is NOT tested on this machine (${redis.reason}); set TEST_REDIS_URL or install redis-server\n`);
+  }
   try {
     return await new Promise<number>((resolve) => {
       const child = spawn(process.execPath, ['--test', '--test-concurrency=2', '--test-timeout=180000', ...files], {
@@ -47,6 +59,7 @@ async function main(): Promise<number> {
       child.on('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0)));
     });
   } finally {
+    await redis.stop();
     await embedded?.stop();
     if (dataDir) await rm(dataDir, { recursive: true, force: true });
   }

@@ -56,6 +56,10 @@ export class MqttBroker implements Component {
   private readonly hooks: BrokerHooks;
   private readonly connections = new WeakMap<Connection, ConnectionInfo>();
   private readonly live = new Set<Duplex>();
+  /** Clients past CONNACK, so that those holding a key that was just revoked can be closed. */
+  private readonly connected = new Set<Client>();
+  private readonly authenticator: Authenticator;
+  private stopListeningForRevocations: (() => void) | null = null;
 
   private aedes: Aedes | null = null;
   private wss: WebSocketServer | null = null;
@@ -69,6 +73,7 @@ export class MqttBroker implements Component {
     this.options = deps.options;
     this.log = deps.logger.child({ component: 'mqtt' });
     this.metrics = deps.metrics;
+    this.authenticator = deps.authenticator;
     this.hooks = createBrokerHooks({
       logger: this.log,
       metrics: deps.metrics,
@@ -86,6 +91,7 @@ export class MqttBroker implements Component {
     const aedes = await Aedes.createBroker(this.aedesOptions());
     this.aedes = aedes;
     this.watch(aedes);
+    this.stopListeningForRevocations = this.authenticator.onKeysInvalidated?.((keyIds) => this.dropKeys(keyIds)) ?? null;
     this.wss = new WebSocketServer({
       noServer: true,
       maxPayload: this.options.maxPacketBytes + FIXED_HEADER_MAX_BYTES,
@@ -141,6 +147,7 @@ export class MqttBroker implements Component {
   }
 
   private async shutdown(): Promise<void> {
+    this.stopListeningForRevocations?.();
     await this.stopAccepting();
     this.draining = true;
     const pending = this.inflight.size;
@@ -177,13 +184,17 @@ export class MqttBroker implements Component {
     aedes.on('client', (client) => {
       const info = this.connectionInfo(client);
       this.metrics.mqttConnections.inc({ transport: info.transport });
+      this.connected.add(client);
       const session = this.hooks.sessionOf(client);
+      // Revoked while its CONNACK was on the way.
+      if (session && this.hooks.isKeyInvalidated(session.identity.keyId)) this.dropKeys([session.identity.keyId]);
       this.log.info(
         { clientId: client.id, ...info, user: session?.identity.userName, mqttUserName: session?.userName },
         'mqtt: client connected',
       );
     });
     aedes.on('clientDisconnect', (client) => {
+      this.connected.delete(client);
       const info = this.connectionInfo(client);
       this.metrics.mqttConnections.dec({ transport: info.transport });
       this.log.info({ clientId: client.id, ...info, user: this.hooks.sessionOf(client)?.identity.userName }, 'mqtt: client disconnected');
@@ -194,6 +205,24 @@ export class MqttBroker implements Component {
     // (Aedes' typed on() overloads omit 'error', hence the plain EventEmitter view.)
     const emitter: EventEmitter = aedes;
     emitter.on('error', (err: unknown) => this.log.error({ error: errorSummary(err) }, 'mqtt: broker error'));
+  }
+
+  /** Closes the connections made with keys that were revoked or expired, and refuses their publishes. */
+  private dropKeys(keyIds: readonly string[]): void {
+    this.hooks.noteInvalidatedKeys(keyIds);
+    const ids = new Set(keyIds);
+    for (const client of this.connected) {
+      const session = this.hooks.sessionOf(client);
+      if (!session || session.invalidated || !ids.has(session.identity.keyId)) continue;
+      session.invalidated = true;
+      this.metrics.authKeyDisconnects.inc();
+      this.log.info(
+        { clientId: client.id, ...this.connectionInfo(client), user: session.identity.userName, keyId: session.identity.keyId },
+        'mqtt: key revoked or expired; closing the connection',
+      );
+      this.connected.delete(client);
+      client.close();
+    }
   }
 
   private logClientError(client: Client, err: Error, msg: string): void {

@@ -1,7 +1,10 @@
 import path from 'node:path';
 import { MqttBroker } from '../broker/broker.js';
-import { KeyAuthenticator } from './auth/authenticator.js';
+import { AuthEventLog, DEFAULT_AUTH_EVENT_LOG_OPTIONS } from './auth/auth-events.js';
+import { DEFAULT_THROTTLE_POLICY, KeyAuthenticator } from './auth/authenticator.js';
+import { KeyManagement } from './auth/key-management.js';
 import { KeyStore, type CreatedKey } from './auth/key-store.js';
+import { AuthThrottle } from './auth/throttle.js';
 import type { Config } from './config/schema.js';
 import { HttpServer, type ReadinessReport } from './http/server.js';
 import { PayloadProcessor } from './ingest/processor.js';
@@ -44,6 +47,8 @@ export class App {
   #db: Database | null = null;
   #keys: KeyStore | null = null;
   #authenticator: KeyAuthenticator | null = null;
+  #authEvents: AuthEventLog | null = null;
+  #keyManagement: KeyManagement | null = null;
   #ingest: IngestService | null = null;
   #spool: Spool | null = null;
   #replayer: SpoolReplayer | null = null;
@@ -72,6 +77,22 @@ export class App {
   get keys(): KeyStore {
     if (!this.#keys) throw new Error('not started');
     return this.#keys;
+  }
+
+  /** Key management as the HTTP API uses it: a revocation here takes effect at once. */
+  get keyManagement(): KeyManagement {
+    if (!this.#keyManagement) throw new Error('not started');
+    return this.#keyManagement;
+  }
+
+  get authenticator(): KeyAuthenticator {
+    if (!this.#authenticator) throw new Error('not started');
+    return this.#authenticator;
+  }
+
+  get authEvents(): AuthEventLog {
+    if (!this.#authEvents) throw new Error('not started');
+    return this.#authEvents;
   }
 
   get database(): Database {
@@ -114,13 +135,25 @@ export class App {
     this.#partitionTimer.unref();
 
     this.#keys = new KeyStore(db.pool);
-    this.#authenticator = new KeyAuthenticator({
+    const authLog = log.child({ component: 'auth' });
+    this.#authEvents = new AuthEventLog({
+      pool: db.pool,
+      logger: authLog,
+      metrics: this.metrics,
+      options: { ...DEFAULT_AUTH_EVENT_LOG_OPTIONS, retentionDays: config.auth.eventsRetentionDays },
+    });
+    await this.#authEvents.start();
+    const authenticator = new KeyAuthenticator({
       keys: this.#keys,
       options: config.auth,
-      logger: log.child({ component: 'auth' }),
+      logger: authLog,
       metrics: this.metrics,
+      throttle: new AuthThrottle({ ...DEFAULT_THROTTLE_POLICY, ...config.auth.throttle }),
+      events: this.#authEvents,
     });
-    await this.#authenticator.start();
+    this.#authenticator = authenticator;
+    await authenticator.start();
+    this.#keyManagement = new KeyManagement({ keys: this.#keys, onRevoked: (keyId) => authenticator.invalidate([keyId]) });
 
     // The spool keeps acknowledging while PostgreSQL is unreachable (invariant 1); see src/ingest/spool.ts.
     const spoolLog = log.child({ component: 'spool' });
@@ -179,6 +212,7 @@ export class App {
       readiness: () => this.readiness(),
       upgrade: (req, socket, head) => broker.handleUpgrade(req, socket, head),
       version: this.#options.version,
+      keyManagement: this.#keyManagement,
     });
     await this.#http.start();
     this.#ready = true;
@@ -202,7 +236,9 @@ export class App {
     const { bootstrap } = this.config;
     if (!bootstrap.enabled || !this.#keys) return;
     if ((await this.#keys.countUsable()) > 0) return;
-    const created = await this.#keys.create({ userName: bootstrap.user, label: 'created at first start' });
+    // Ingest only: this key is typed into a phone, where it is most exposed. An admin key is
+    // created deliberately with `keys create --scope admin` (see docs/security.md).
+    const created = await this.#keys.create({ userName: bootstrap.user, label: 'created at first start', scopes: ['ingest'] });
     this.#logger.info({ keyId: created.id, user: created.userName, prefix: created.prefix }, 'no API key existed: created the first one');
     this.#options.onBootstrapKey?.(created);
   }
@@ -253,6 +289,7 @@ export class App {
       await bounded(this.#ingest.stop(), remaining(), () => undefined);
     }
     await this.#authenticator?.stop();
+    await this.#authEvents?.stop().catch((err: Error) => log.warn({ error: err.message }, 'writing the last auth events failed'));
     await this.#db?.stop().catch((err: Error) => log.warn({ error: err.message }, 'closing the pool failed'));
     await this.#target?.embedded?.stop();
     log.info('stopped');

@@ -74,8 +74,16 @@ export const settingsSchema = z
     MQTT_MAX_PACKET_BYTES: positiveInt('MQTT_MAX_PACKET_BYTES').max(268_435_455).default(128 * MIB),
     MQTT_INGEST_TOPIC_FILTER: z.string().min(1).default('health/#'),
 
+    // Authentication (docs/security.md, "Keys and authentication", explains every default)
     AUTH_CACHE_TTL_MS: positiveInt('AUTH_CACHE_TTL_MS').default(10 * 60_000),
-    AUTH_CACHE_REFRESH_MS: positiveInt('AUTH_CACHE_REFRESH_MS').max(60_000).default(2_000),
+    // Capped so that a revoked or expired key always stops working within 5 seconds.
+    AUTH_CACHE_REFRESH_MS: positiveInt('AUTH_CACHE_REFRESH_MS').max(5_000).default(2_000),
+    AUTH_THROTTLE_FREE_FAILURES: z.coerce.number({ error: 'AUTH_THROTTLE_FREE_FAILURES must be a whole number' }).int().min(0).max(1_000).default(5),
+    AUTH_THROTTLE_MAX_DELAY_MS: positiveInt('AUTH_THROTTLE_MAX_DELAY_MS').max(60_000).default(5_000),
+    AUTH_THROTTLE_WINDOW_SECONDS: positiveInt('AUTH_THROTTLE_WINDOW_SECONDS').max(7 * 86_400).default(15 * 60),
+    AUTH_BLOCK_AFTER_FAILURES: positiveInt('AUTH_BLOCK_AFTER_FAILURES').max(100_000).default(20),
+    AUTH_BLOCK_SECONDS: positiveInt('AUTH_BLOCK_SECONDS').max(7 * 86_400).default(15 * 60),
+    AUTH_EVENTS_RETENTION_DAYS: positiveInt('AUTH_EVENTS_RETENTION_DAYS').max(36_500).default(90),
 
     INGEST_CHUNK_ROWS: positiveInt('INGEST_CHUNK_ROWS').max(1_000_000).default(20_000),
     INGEST_RAW_BATCH_BYTES: positiveInt('INGEST_RAW_BATCH_BYTES').default(64 * MIB),
@@ -92,6 +100,9 @@ export const settingsSchema = z
     ...limitShape,
   })
   .superRefine((s, ctx) => {
+    if (s.AUTH_BLOCK_AFTER_FAILURES <= s.AUTH_THROTTLE_FREE_FAILURES) {
+      ctx.addIssue({ code: 'custom', path: ['AUTH_BLOCK_AFTER_FAILURES'], message: 'AUTH_BLOCK_AFTER_FAILURES must be above AUTH_THROTTLE_FREE_FAILURES' });
+    }
     for (const [name, [limit, end]] of Object.entries(limitSettings) as Array<[LimitSetting, [keyof ValidationLimits, 'min' | 'max']]>) {
       if (end !== 'min') continue;
       const maxName = (Object.keys(limitSettings) as LimitSetting[]).find((n) => limitSettings[n][0] === limit && limitSettings[n][1] === 'max')!;
@@ -116,7 +127,18 @@ export const settingsSchema = z
       maxPacketBytes: s.MQTT_MAX_PACKET_BYTES,
       ingestTopicFilter: s.MQTT_INGEST_TOPIC_FILTER,
     },
-    auth: { cacheTtlMs: s.AUTH_CACHE_TTL_MS, cacheRefreshMs: s.AUTH_CACHE_REFRESH_MS },
+    auth: {
+      cacheTtlMs: s.AUTH_CACHE_TTL_MS,
+      cacheRefreshMs: s.AUTH_CACHE_REFRESH_MS,
+      throttle: {
+        freeFailures: s.AUTH_THROTTLE_FREE_FAILURES,
+        maxDelayMs: s.AUTH_THROTTLE_MAX_DELAY_MS,
+        windowMs: s.AUTH_THROTTLE_WINDOW_SECONDS * 1000,
+        blockAfterFailures: s.AUTH_BLOCK_AFTER_FAILURES,
+        blockMs: s.AUTH_BLOCK_SECONDS * 1000,
+      },
+      eventsRetentionDays: s.AUTH_EVENTS_RETENTION_DAYS,
+    },
     ingest: {
       chunkRows: s.INGEST_CHUNK_ROWS,
       rawBatchBytes: s.INGEST_RAW_BATCH_BYTES,

@@ -7,7 +7,9 @@ import { AppError } from '../errors.js';
 import type { Component } from '../lifecycle.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
+import type { KeyManagement } from '../auth/key-management.js';
 import { handleIngest } from './ingest-route.js';
+import { KEYS_PATH, handleKeyRoutes } from './key-routes.js';
 import { handleHealth, handleMetrics, handleReady, type ReadinessReport } from './probes.js';
 import { JSON_CONTENT_TYPE, refuse } from './respond.js';
 
@@ -23,12 +25,14 @@ export interface HttpServerDeps {
   /** MQTT over WebSocket, for upgrade requests whose path is wsPath. */
   upgrade?: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
   version: string;
+  /** Key management over HTTP (admin keys only); absent: those routes answer 404. */
+  keyManagement?: KeyManagement;
 }
 
 const HEADERS_TIMEOUT_MS = 60_000;
 const KEEP_ALIVE_TIMEOUT_MS = 5_000;
 
-type Route = '/api/v1/ingest' | '/health' | '/ready' | '/metrics';
+type Route = '/api/v1/ingest' | '/health' | '/ready' | '/metrics' | typeof KEYS_PATH;
 /** Metric label: a fixed set, never the raw URL, so scanners cannot blow up label cardinality. */
 type RouteLabel = Route | 'other';
 
@@ -37,6 +41,8 @@ const allowedMethods: Record<Route, readonly string[]> = {
   '/health': ['GET', 'HEAD'],
   '/ready': ['GET', 'HEAD'],
   '/metrics': ['GET', 'HEAD'],
+  // Key management: the methods per sub-path are checked by the key routes themselves.
+  [KEYS_PATH]: ['GET', 'POST', 'DELETE'],
 };
 
 /** The HTTP sidecar: REST ingest, probes, metrics, and the WebSocket upgrade for MQTT. */
@@ -164,6 +170,10 @@ export class HttpServer implements Component {
           req,
           res,
         );
+      // --- Key management (src/http/key-routes.ts) ---
+      case KEYS_PATH:
+        if (!deps.keyManagement) return refuse(req, res, new AppError('SS_NOT_FOUND', `No route for ${req.method} ${pathOf(req.url)}`));
+        return handleKeyRoutes({ authenticator: deps.authenticator, management: deps.keyManagement, logger: deps.logger }, req, res);
     }
   }
 
@@ -224,5 +234,7 @@ function pathOf(url: string | undefined): string {
 function routeOf(url: string | undefined): Route | null {
   let path = pathOf(url);
   if (path.length > 1 && path.endsWith('/')) path = path.slice(0, -1);
+  // Key management: /api/v1/auth/keys/{id} shares the route (and its metric label).
+  if (path.startsWith(`${KEYS_PATH}/`)) return KEYS_PATH;
   return Object.hasOwn(allowedMethods, path) ? (path as Route) : null;
 }

@@ -151,6 +151,8 @@ export class HttpServer implements Component {
 
   async #dispatch(route: Route | null, req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (route === null) return refuse(req, res, new AppError('SS_NOT_FOUND', `No route for ${req.method} ${pathOf(req.url)}`));
+    // Key management checks its methods per sub-path itself.
+    if (route === KEYS_PATH) return this.#keyRoutes(req, res);
     const allowed = allowedMethods[route];
     if (!allowed.includes(req.method ?? '')) {
       const message = `${req.method} is not allowed on ${route}; use ${allowed.join(' or ')}`;
@@ -170,12 +172,16 @@ export class HttpServer implements Component {
           req,
           res,
         );
-      // --- Key management (src/http/key-routes.ts) ---
-      case KEYS_PATH:
-        if (!deps.keyManagement) return refuse(req, res, new AppError('SS_NOT_FOUND', `No route for ${req.method} ${pathOf(req.url)}`));
-        return handleKeyRoutes({ authenticator: deps.authenticator, management: deps.keyManagement, logger: deps.logger }, req, res);
     }
   }
+
+  // --- Key management (src/http/key-routes.ts) ---
+  #keyRoutes(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const { keyManagement, authenticator, logger } = this.#deps;
+    if (!keyManagement) return Promise.resolve(refuse(req, res, new AppError('SS_NOT_FOUND', `No route for ${req.method} ${pathOf(req.url)}`)));
+    return handleKeyRoutes({ authenticator, management: keyManagement, logger }, req, res);
+  }
+  // --- end of key management ---
 
   #internalError(err: unknown, req: IncomingMessage, res: ServerResponse): void {
     this.#deps.logger.error({ err, method: req.method, route: routeOf(req.url) ?? 'other' }, 'unexpected error in HTTP handler');

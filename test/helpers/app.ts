@@ -1,6 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import type { DestinationStream } from 'pino';
 import pg from 'pg';
 import { App } from '../../src/app.js';
 import { loadConfig } from '../../src/config/load.js';
@@ -24,7 +25,7 @@ export interface TestApp {
  * The whole daemon against a fresh database: real PostgreSQL, real listeners on ephemeral ports.
  * `settings` are environment-variable settings, as a user would give them.
  */
-export async function startTestApp(settings: Record<string, string> = {}, options: { database?: TestDatabase; tweak?: (c: Config) => Config } = {}): Promise<TestApp> {
+export async function startTestApp(settings: Record<string, string> = {}, options: { database?: TestDatabase; tweak?: (c: Config) => Config; logDestination?: DestinationStream } = {}): Promise<TestApp> {
   const db = options.database ?? (await createTestDatabase());
   // Each app gets its own data directory (the spool lives there), removed on close.
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'ss-app-'));
@@ -42,7 +43,7 @@ export async function startTestApp(settings: Record<string, string> = {}, option
   // Port 0 in the environment means "TCP off"; tests want it on, on an ephemeral port.
   let config: Config = { ...base, mqtt: { ...base.mqtt, tcpEnabled: true, tcpPort: 0 } };
   if (options.tweak) config = options.tweak(config);
-  const app = new App({ config, logger: createLogger(config.log.level), version: 'test' });
+  const app = new App({ config, logger: createLogger(config.log.level, options.logDestination), version: 'test' });
   await app.start();
   const sql = new pg.Pool({ connectionString: db.url, max: 2 });
   const http = app.httpAddress;

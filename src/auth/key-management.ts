@@ -54,7 +54,7 @@ export class KeyManagement {
 
   /** Revokes by id or prefix; SS_KEY_NOT_FOUND when nothing matches. Revoking twice is harmless. */
   async revoke(idOrPrefix: string): Promise<{ id: string; alreadyRevoked: boolean }> {
-    const result = await this.#keys.revoke(idOrPrefix);
+    const result = await this.#keys.revokeReporting(idOrPrefix);
     if (!result) throw new AppError('SS_KEY_NOT_FOUND', `no key with id or prefix ${idOrPrefix}`);
     this.#onRevoked(result.id);
     return result;

@@ -145,11 +145,17 @@ export class KeyStore {
     });
   }
 
+  /** Revokes by key id (uuid) or by prefix. Returns false when no active key matched. */
+  async revoke(idOrPrefix: string): Promise<boolean> {
+    const result = await this.revokeReporting(idOrPrefix);
+    return result !== null && !result.alreadyRevoked;
+  }
+
   /**
    * Revokes by key id (uuid) or by prefix. Returns the key's id, and whether it was revoked
    * before; null when no key matched.
    */
-  async revoke(idOrPrefix: string): Promise<{ id: string; alreadyRevoked: boolean } | null> {
+  async revokeReporting(idOrPrefix: string): Promise<{ id: string; alreadyRevoked: boolean } | null> {
     const isUuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(idOrPrefix);
     // The old revoked_at is read in the same statement, so a second revoke keeps the first date.
     const { rows } = await this.#pool.query<{ id: string; already: boolean }>(

@@ -17,7 +17,7 @@ CREATE TABLE auth_events (
   at              timestamptz NOT NULL,
   outcome         text NOT NULL CHECK (outcome IN ('success', 'failure', 'throttled')),
   -- NULL on success; else the reason (missing, malformed, unknown_key, wrong_secret, revoked,
-  -- expired, insufficient_scope, throttled).
+  -- expired, insufficient_scope, throttled, or unavailable when the key could not be checked).
   reason          text,
   transport       text NOT NULL CHECK (transport IN ('mqtt-ws', 'mqtt-tcp', 'http', 'file')),
   -- As seen on the socket; text, not inet, so that nothing a peer does can fail the batch insert.

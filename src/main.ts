@@ -152,7 +152,8 @@ async function runDaemon(config: Config): Promise<number> {
     version: version(),
     onBootstrapKey: (created) => {
       // Once, to the terminal: this is the only time the key can be shown.
-      process.stderr.write(`\n${'='.repeat(72)}\nself-sensored created its first ${createdKeyText(config, created)}\n${'='.repeat(72)}\n\n`);
+      const adminHint = 'This key can only send data. To manage keys over HTTP, create an admin key:\n  self-sensored keys create --user NAME --scope admin --expires 90d';
+      process.stderr.write(`\n${'='.repeat(72)}\nself-sensored created its first ${createdKeyText(config, created)}\n\n${adminHint}\n${'='.repeat(72)}\n\n`);
     },
   });
   let signals = 0;

@@ -1,4 +1,4 @@
-import { text } from 'node:stream/consumers';
+import { createInterface } from 'node:readline';
 import type pg from 'pg';
 import { createdKeyToJson, keyToJson } from '../auth/key-json.js';
 import { KeyManagement } from '../auth/key-management.js';
@@ -80,9 +80,14 @@ export async function runKeysCommand(
   }
 }
 
-/** The key as typed or piped: one line, the line break not part of it. */
+/** The first line of standard input, typed or piped; the line break is not part of the key. */
 async function readKeyFromStdin(stdin: NodeJS.ReadableStream): Promise<string> {
-  const input = (await text(stdin)).replace(/\r?\n$/, '');
-  if (input.includes('\n')) throw new AppError('SS_KEY_TOO_WEAK', 'the key read from standard input must be a single line');
-  return input;
+  if ((stdin as { isTTY?: boolean }).isTTY) process.stderr.write('Key (one line, then Enter): ');
+  const lines = createInterface({ input: stdin, terminal: false });
+  try {
+    for await (const line of lines) return line;
+  } finally {
+    lines.close();
+  }
+  throw new AppError('SS_KEY_TOO_WEAK', 'no key on standard input');
 }

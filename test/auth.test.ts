@@ -246,3 +246,24 @@ test('the auth event queue is bounded: a flood drops events, counts them, and ne
   assert.equal(Number(after.n) - before, 100);
   assert.equal(after.longest, 256, 'client ids are cut to 256 characters');
 });
+
+test('parallel guesses at one key from one address: argon2 stops once the block is reached', async () => {
+  const policy = { freeFailures: 2, baseDelayMs: 100, maxDelayMs: 400, blockAfterFailures: 6, blockMs: 60_000, windowMs: 600_000, maxEntries: 1_000 };
+  const metrics = new Metrics();
+  const auth = new KeyAuthenticator({ keys, options: { cacheTtlMs: 60_000, cacheRefreshMs: 1_000 }, logger: log, metrics, throttle: new AuthThrottle(policy) });
+  await auth.start();
+  try {
+    const created = await keys.create({ userName: 'lars' });
+    const guesses = Array.from({ length: 30 }, (_, i) => `ss_${created.prefix}_${String(i).padStart(2, '0')}${'F'.repeat(41)}`);
+    const outcomes = await Promise.all(guesses.map((g) => auth.verify(g, { transport: 'mqtt-tcp', remoteAddress: '10.7.7.7' })));
+    const reasons = outcomes.map((o) => (o.ok ? 'ok' : o.reason));
+    const checked = reasons.filter((r) => r === 'wrong_secret').length;
+    // Two argon2 checks run at a time: at most one more finishes after the sixth failure.
+    assert.ok(checked >= 6 && checked <= 7, `argon2 ran ${checked} times: ${reasons.join(',')}`);
+    assert.equal(reasons.filter((r) => r === 'throttled').length, 30 - checked);
+    const blocked = outcomes.find((o) => !o.ok && o.reason === 'throttled');
+    assert.ok(blocked && !blocked.ok && (blocked.retryAfterSeconds ?? 0) > 50);
+  } finally {
+    await auth.stop();
+  }
+});

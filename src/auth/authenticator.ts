@@ -36,7 +36,10 @@ interface CacheEntry {
 }
 
 /** What the store said about a key that was not in memory. */
-type StoreVerdict = { ok: true; record: ApiKeyRecord } | { ok: false; reason: AuthFailureReason; record: ApiKeyRecord | null };
+type StoreVerdict =
+  | { ok: true; record: ApiKeyRecord }
+  | { ok: false; reason: Exclude<AuthFailureReason, 'throttled'>; record: ApiKeyRecord | null }
+  | { ok: false; reason: 'throttled'; refusal: Refusal; record: null };
 
 /** What one attempt learnt, for the auth_events row and the log line. */
 interface Attempt {
@@ -49,6 +52,7 @@ const LAST_USED_WRITE_INTERVAL_MS = 60_000;
 // time bound both memory and CPU, and a queue longer than 64 is refused rather than grown.
 const ARGON2_CONCURRENCY = 2;
 const ARGON2_MAX_WAITING = 64;
+const ARGON2_BUSY_RETRY_MS = 1_000;
 // A revocation committed just before the previous refresh read the clock is still found.
 const INVALIDATION_LOOKBACK_MS = 5_000;
 // Failures that say nothing about guessing (no key sent, or a valid key used for the wrong thing)
@@ -187,7 +191,10 @@ export class KeyAuthenticator implements Authenticator, Component {
       await sleep(delay);
     }
 
-    const verdict = await this.#verifyShared(key, lookup, digest);
+    // Parallel attempts all pass the checks above before the first of them fails: look again
+    // right before argon2, so that a block reached meanwhile stops the rest.
+    const stillAllowed = () => this.#throttle.refusal(address, lookup);
+    const verdict = await this.#verifyShared(key, lookup, digest, stillAllowed);
     if (verdict.record) {
       attempt.keyPrefix = verdict.record.prefix;
       attempt.record = { keyId: verdict.record.id, userId: verdict.record.userId };
@@ -196,7 +203,7 @@ export class KeyAuthenticator implements Authenticator, Component {
       attempt.keyPrefix = lookup;
     }
     if (!verdict.ok) {
-      if (verdict.reason === 'throttled') return { ok: false, reason: 'throttled', retryAfterSeconds: 1 };
+      if (verdict.reason === 'throttled') return this.#refuse(verdict.refusal, context);
       // Only a prefix that exists is worth protecting; unknown ones would just fill the table.
       return this.#failed(verdict.reason, address, verdict.record ? lookup : null, context);
     }
@@ -209,28 +216,32 @@ export class KeyAuthenticator implements Authenticator, Component {
     return timingSafeEqual(entry.digest, digest) ? entry : null;
   }
 
-  #verifyShared(key: string, lookup: string, digest: Buffer): Promise<StoreVerdict> {
+  #verifyShared(key: string, lookup: string, digest: Buffer, stillAllowed: () => Refusal | null): Promise<StoreVerdict> {
     // Many connections with the same key arrive together after a reconnect storm: verify once.
     const slot = digest.toString('base64');
     let pending = this.#inFlight.get(slot);
     if (!pending) {
-      pending = this.#verifyAgainstStore(key, lookup, digest).finally(() => this.#inFlight.delete(slot));
+      pending = this.#verifyAgainstStore(key, lookup, digest, stillAllowed).finally(() => this.#inFlight.delete(slot));
       this.#inFlight.set(slot, pending);
     }
     return pending;
   }
 
-  async #verifyAgainstStore(key: string, lookup: string, digest: Buffer): Promise<StoreVerdict> {
+  async #verifyAgainstStore(key: string, lookup: string, digest: Buffer, stillAllowed: () => Refusal | null): Promise<StoreVerdict> {
     const record = await this.#keys.findByPrefix(lookup);
     // argon2 runs only for a lookup value that exists, so a flood of made-up keys costs no argon2.
     if (!record) return { ok: false, reason: 'unknown_key', record: null };
     const release = await this.#argon2.tryAcquire();
-    if (!release) return { ok: false, reason: 'throttled', record: null };
+    if (!release) return { ok: false, reason: 'throttled', refusal: { scope: 'key', retryAfterMs: ARGON2_BUSY_RETRY_MS }, record: null };
     let matches: boolean;
     try {
+      const refusal = stillAllowed();
+      if (refusal) return { ok: false, reason: 'throttled', refusal, record: null };
       matches = await verifySecret(record, key);
     } finally {
-      release();
+      // The next waiter goes after this attempt's failure is counted (in #check, a few microtasks
+      // on), so that its look at the throttle sees it.
+      setImmediate(release);
     }
     // Revocation and expiry are told only to someone who has the secret.
     if (!matches) return { ok: false, reason: 'wrong_secret', record };

@@ -245,6 +245,19 @@ test('the auth event queue is bounded: a flood drops events, counts them, and ne
   const after = (await pool.query<{ n: string; longest: number }>('SELECT count(*) AS n, max(length(client_id)) AS longest FROM auth_events')).rows[0]!;
   assert.equal(Number(after.n) - before, 100);
   assert.equal(after.longest, 256, 'client ids are cut to 256 characters');
+
+  // A client id PostgreSQL cannot store (U+0000) is made storable, and does not poison the batch.
+  events.record({ ...event, clientId: 'evil\u0000id' });
+  await events.flush();
+  assert.equal(events.queued, 0);
+  const stored = await pool.query(`SELECT count(*)::int AS n FROM auth_events WHERE client_id = $1`, ['evil\ufffdid']);
+  assert.equal(stored.rows[0].n, 1);
+
+  // A batch the database refuses for good is dropped and counted, not retried forever.
+  events.record({ ...event, keyId: 'not-a-uuid' });
+  await events.flush();
+  assert.equal(events.queued, 0);
+  assert.match(await metrics.registry.metrics(), /self_sensored_auth_events_dropped_total 51/);
 });
 
 test('parallel guesses at one key from one address: argon2 stops once the block is reached', async () => {

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { Transport } from '../../broker/types.js';
+import { isTransientDatabaseError } from '../errors.js';
 import type { Component } from '../lifecycle.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
@@ -81,8 +82,7 @@ export class AuthEventLog implements AuthEventSink, Component {
       }
       return;
     }
-    const clientId = event.clientId && event.clientId.length > MAX_CLIENT_ID_CHARS ? event.clientId.slice(0, MAX_CLIENT_ID_CHARS) : event.clientId;
-    this.#queue.push({ ...event, clientId });
+    this.#queue.push({ ...event, clientId: storableClientId(event.clientId) });
     if (this.#queue.length >= this.#options.batchRows && this.#flushTimer) void this.flush();
   }
 
@@ -119,6 +119,12 @@ export class AuthEventLog implements AuthEventSink, Component {
         if (this.#failing) this.#logger.info('auth events are written again');
         this.#failing = false;
       } catch (err) {
+        if (!isTransientDatabaseError(err)) {
+          // Retrying a batch the database refuses would block the log for good: drop it, counted.
+          this.#metrics.authEventsDropped.inc(batch.length);
+          this.#logger.error({ error: err instanceof Error ? err.message : String(err), events: batch.length }, 'auth events refused by the database; dropped');
+          continue;
+        }
         // Keep them for the next tick as far as the queue allows; the rest is dropped and counted.
         const room = Math.max(0, this.#options.maxQueued - this.#queue.length);
         this.#queue.unshift(...batch.slice(0, room));
@@ -172,4 +178,14 @@ export class AuthEventLog implements AuthEventSink, Component {
       this.#logger.warn({ error: err instanceof Error ? err.message : String(err) }, 'pruning auth events failed; retrying at the next interval');
     }
   }
+}
+
+/**
+ * A client id as PostgreSQL can store it: the peer chooses it freely, and one U+0000 (which text
+ * columns refuse) would otherwise fail the whole batch. Cut to the column's 256 characters.
+ */
+function storableClientId(clientId: string | null): string | null {
+  if (clientId === null) return null;
+  const clean = clientId.replaceAll('\u0000', '\ufffd');
+  return clean.length > MAX_CLIENT_ID_CHARS ? clean.slice(0, MAX_CLIENT_ID_CHARS) : clean;
 }

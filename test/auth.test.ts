@@ -57,10 +57,11 @@ test('every outcome, counted by reason', async () => {
     await keys.revoke(revoked.id);
     const expired = await keys.create({ userName: 'erin', expiresAt: new Date(Date.now() - 1000) });
     const wrongSecret = `ss_${good.prefix}_${'A'.repeat(43)}`;
-    const outcomes = await Promise.all([undefined, '', 'nonsense', `ss_zzzzzzzzzz_${'A'.repeat(43)}`, wrongSecret, revoked.key, expired.key, good.key].map((k) => auth.verify(k, ctx)));
+    const huge = good.key + ' '.repeat(10 * 1024 * 1024);
+    const outcomes = await Promise.all([undefined, '', 'nonsense', `ss_zzzzzzzzzz_${'A'.repeat(43)}`, wrongSecret, revoked.key, expired.key, good.key, huge].map((k) => auth.verify(k, ctx)));
     assert.deepEqual(
       outcomes.map((o) => (o.ok ? `ok:${o.identity.userName}` : o.reason)),
-      ['missing', 'missing', 'malformed', 'unknown_key', 'wrong_secret', 'revoked', 'expired', 'ok:erin'],
+      ['missing', 'missing', 'malformed', 'unknown_key', 'wrong_secret', 'revoked', 'expired', 'ok:erin', 'malformed'],
     );
     const text = await metrics.registry.metrics();
     assert.match(text, /self_sensored_auth_attempts_total\{transport="http",outcome="wrong_secret"\} 1/);

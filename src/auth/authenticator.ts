@@ -53,6 +53,8 @@ const LAST_USED_WRITE_INTERVAL_MS = 60_000;
 const ARGON2_CONCURRENCY = 2;
 const ARGON2_MAX_WAITING = 64;
 const ARGON2_BUSY_RETRY_MS = 1_000;
+// Longer than any key (generated: 57 characters; own: at most 256) with room for stray spaces.
+const MAX_PRESENTED_KEY_CHARS = 1_024;
 // A revocation committed just before the previous refresh read the clock is still found.
 const INVALIDATION_LOOKBACK_MS = 5_000;
 // Failures that say nothing about guessing (no key sent, or a valid key used for the wrong thing)
@@ -159,7 +161,10 @@ export class KeyAuthenticator implements Authenticator, Component {
     // A blocked address costs a map lookup: no hashing, no database, no argon2.
     const addressBlock = this.#throttle.addressRefusal(address);
     if (addressBlock) return this.#refuse(addressBlock, context);
-    if (presentedKey === undefined || presentedKey.trim() === '') return { ok: false, reason: 'missing' };
+    if (presentedKey === undefined) return { ok: false, reason: 'missing' };
+    // An MQTT password can be as large as a packet: refuse what no key can be before hashing it.
+    if (presentedKey.length > MAX_PRESENTED_KEY_CHARS) return this.#failed('malformed', address, null, context);
+    if (presentedKey.trim() === '') return { ok: false, reason: 'missing' };
 
     const key = presentedKey.trim();
     const digest = createHash('sha256').update(key).digest();

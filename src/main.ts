@@ -84,6 +84,7 @@ async function main(argv: string[]): Promise<number> {
         runKeysCommand(cmd, db.pool, {
           stdin: process.stdin,
           write: (text) => process.stdout.write(text),
+          warn: (text) => process.stderr.write(text),
           createdText: (created) => createdKeyText(config, created),
         }),
       );

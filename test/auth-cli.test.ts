@@ -56,6 +56,7 @@ describe('keys and auth-events on the command line, against the running daemon',
     const weak = await cliRun(['keys', 'create', '--user', 'lena', '--key', 'abc'], env);
     assert.equal(weak.code, 1);
     assert.match(weak.stderr, /at least 16 characters .*\[SS_KEY_TOO_WEAK\]/);
+    assert.match(weak.stderr, /stays in the shell history/);
     const badScope = await cliRun(['keys', 'create', '--user', 'lena', '--scope', 'everything'], env);
     assert.equal(badScope.code, 1);
     assert.match(badScope.stderr, /unknown scope "everything".*\[SS_KEY_REQUEST_INVALID\]/);

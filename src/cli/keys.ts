@@ -52,12 +52,13 @@ export function parseKeysCommand(
 export async function runKeysCommand(
   cmd: KeysCommand,
   pool: pg.Pool,
-  io: { stdin: NodeJS.ReadableStream; write: (text: string) => void; createdText: (created: CreatedKey) => string },
+  io: { stdin: NodeJS.ReadableStream; write: (text: string) => void; warn: (text: string) => void; createdText: (created: CreatedKey) => string },
 ): Promise<number> {
   // No authenticator in this process: the daemon notices a revocation within AUTH_CACHE_REFRESH_MS.
   const management = new KeyManagement({ keys: new KeyStore(pool) });
   switch (cmd.sub) {
     case 'create': {
+      if (cmd.key !== undefined && cmd.key !== '-') io.warn('note: a key typed on the command line stays in the shell history; --key - reads it from standard input\n');
       const key = cmd.key === '-' ? await readKeyFromStdin(io.stdin) : cmd.key;
       const created = await management.create({ user: cmd.user!, label: cmd.label, scopes: cmd.scopes, expires: cmd.expires, ...(key !== undefined ? { key } : {}) });
       io.write(cmd.json ? `${JSON.stringify(createdKeyToJson(created))}\n` : `${io.createdText(created)}\n`);

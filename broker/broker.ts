@@ -84,6 +84,10 @@ export class MqttBroker implements Component {
   /** The Aedes client of each raw socket, for the CONNECT deadline. */
   private readonly clientOf = new WeakMap<Duplex, Client>();
   private readonly live = new Set<Duplex>();
+  /** Clients past CONNACK, so that those holding a key that was just revoked can be closed. */
+  private readonly connected = new Set<Client>();
+  private readonly authenticator: Authenticator;
+  private stopListeningForRevocations: (() => void) | null = null;
 
   private aedes: Aedes | null = null;
   private wss: WebSocketServer | null = null;
@@ -120,6 +124,7 @@ export class MqttBroker implements Component {
       identityOf: (client) => this.hooks.sessionOf(client)?.identity,
       transportOf: (client) => this.connectionInfo(client),
     });
+    this.authenticator = deps.authenticator;
     this.hooks = createBrokerHooks({
       logger: this.log,
       metrics: deps.metrics,
@@ -142,6 +147,7 @@ export class MqttBroker implements Component {
     this.aedes = aedes;
     this.status.attach(aedes);
     this.watch(aedes);
+    this.stopListeningForRevocations = this.authenticator.onKeysInvalidated?.((keyIds) => this.dropKeys(keyIds)) ?? null;
     this.wss = new WebSocketServer({
       noServer: true,
       maxPayload: this.options.maxPacketBytes + FIXED_HEADER_MAX_BYTES,
@@ -166,11 +172,15 @@ export class MqttBroker implements Component {
     );
   }
 
-  /** Called by the HTTP server for upgrade requests on wsPath. */
-  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+  /**
+   * Called by the HTTP server for upgrade requests on wsPath. `clientAddress` is the address the
+   * HTTP server resolved (behind a trusted proxy, from X-Forwarded-For): connection caps and
+   * failed-login throttling then count the phone, not the proxy every phone shares.
+   */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, clientAddress: string | undefined = req.socket.remoteAddress): void {
     const wss = this.wss;
     if (!this.accepting || !wss) return refuseUpgrade(socket);
-    const info: ConnectionInfo = { transport: 'mqtt-ws', remoteAddress: req.socket.remoteAddress };
+    const info: ConnectionInfo = { transport: 'mqtt-ws', remoteAddress: clientAddress };
     // Counted and timed from the upgrade request on, so the WebSocket handshake is inside both.
     if (!this.admitSocket(socket, info)) return refuseUpgrade(socket);
     wss.handleUpgrade(req, socket, head, (ws) => {
@@ -220,6 +230,7 @@ export class MqttBroker implements Component {
   }
 
   private async shutdown(): Promise<void> {
+    this.stopListeningForRevocations?.();
     await this.stopAccepting();
     this.draining = true;
     const pending = this.inflight.size;
@@ -314,13 +325,17 @@ export class MqttBroker implements Component {
     aedes.on('client', (client) => {
       const info = this.connectionInfo(client);
       this.metrics.mqttConnections.inc({ transport: info.transport });
+      this.connected.add(client);
       const session = this.hooks.sessionOf(client);
+      // Revoked while its CONNACK was on the way.
+      if (session && this.hooks.isKeyInvalidated(session.identity.keyId)) this.dropKeys([session.identity.keyId]);
       this.log.info(
         { clientId: client.id, ...info, user: session?.identity.userName, mqttUserName: session?.userName },
         'mqtt: client connected',
       );
     });
     aedes.on('clientDisconnect', (client) => {
+      this.connected.delete(client);
       const info = this.connectionInfo(client);
       this.metrics.mqttConnections.dec({ transport: info.transport });
       this.log.info({ clientId: client.id, ...info, user: this.hooks.sessionOf(client)?.identity.userName }, 'mqtt: client disconnected');
@@ -331,6 +346,24 @@ export class MqttBroker implements Component {
     // (Aedes' typed on() overloads omit 'error', hence the plain EventEmitter view.)
     const emitter: EventEmitter = aedes;
     emitter.on('error', (err: unknown) => this.log.error({ error: errorSummary(err) }, 'mqtt: broker error'));
+  }
+
+  /** Closes the connections made with keys that were revoked or expired, and refuses their publishes. */
+  private dropKeys(keyIds: readonly string[]): void {
+    this.hooks.noteInvalidatedKeys(keyIds);
+    const ids = new Set(keyIds);
+    for (const client of this.connected) {
+      const session = this.hooks.sessionOf(client);
+      if (!session || session.invalidated || !ids.has(session.identity.keyId)) continue;
+      session.invalidated = true;
+      this.metrics.authKeyDisconnects.inc();
+      this.log.info(
+        { clientId: client.id, ...this.connectionInfo(client), user: session.identity.userName, keyId: session.identity.keyId },
+        'mqtt: key revoked or expired; closing the connection',
+      );
+      this.connected.delete(client);
+      client.close();
+    }
   }
 
   private logClientError(client: Client, err: Error, msg: string): void {
@@ -380,7 +413,7 @@ export class MqttBroker implements Component {
 
   private attachWebSocket(ws: WebSocket, req: IncomingMessage, info: ConnectionInfo): void {
     const stream = createWebSocketStream(ws);
-    // X-Forwarded-For is not trusted (yet): the address is the TCP peer of the upgrade.
+    // info.remoteAddress is what the HTTP server resolved (TRUST_PROXY), not always the TCP peer.
     this.attach(stream, req.socket, info, req);
   }
 

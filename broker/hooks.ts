@@ -22,6 +22,8 @@ export interface Session {
   identity: Identity;
   /** MQTT user name as sent (free text), for logs only. */
   userName: string | undefined;
+  /** Set when the key was revoked or expired while connected: publishes are refused from then on. */
+  invalidated: boolean;
 }
 
 export interface HookContext {
@@ -47,7 +49,16 @@ export interface BrokerHooks {
   authenticate: Hook<'authenticate'>;
   authorizePublish: Hook<'authorizePublish'>;
   sessionOf(client: Client): Session | undefined;
+  /**
+   * Remembers keys that just stopped being valid, for a short while, so that a connection whose
+   * check was already under way when the news came is refused too.
+   */
+  noteInvalidatedKeys(keyIds: readonly string[]): void;
+  isKeyInvalidated(keyId: string): boolean;
 }
+
+// Longer than any authentication can take (argon2 queue plus the longest throttle delay).
+const INVALIDATION_MEMORY_MS = 60_000;
 
 /** CONNACK return codes of MQTT 3.1.1 that we send. */
 type ConnackRefusal = 2 | 3 | 4 | 5;
@@ -63,7 +74,9 @@ export function connackCodeFor(reason: AuthFailureReason): ConnackRefusal {
       return 4; // bad user name or password
     case 'revoked':
     case 'expired':
-      return 5; // not authorized: the key exists but may not be used
+    case 'insufficient_scope':
+    case 'throttled':
+      return 5; // not authorized: the key exists but may not be used, or this client is blocked for now
   }
 }
 
@@ -80,6 +93,7 @@ function loggableUserName(userName: string | undefined, password: string | undef
 
 export function createBrokerHooks(ctx: HookContext): BrokerHooks {
   const sessions = new WeakMap<Client, Session>();
+  const recentlyInvalidated = new Map<string, number>();
   const log = ctx.logger;
 
   const preConnect: Hook<'preConnect'> = (client, packet, done) => {
@@ -100,7 +114,7 @@ export function createBrokerHooks(ctx: HookContext): BrokerHooks {
       log.warn({ reason, transport, clientId, remoteAddress, returnCode: code }, 'mqtt: connection refused');
       done(authError(`connection refused: ${reason}`, code), false);
     };
-    ctx.authenticator.verify(presented, { transport, remoteAddress, clientId }).then(
+    ctx.authenticator.verify(presented, { transport, remoteAddress, clientId, requiredScope: 'ingest' }).then(
       (outcome) => {
         if (!outcome.ok) return refuse(outcome.reason, connackCodeFor(outcome.reason));
         // MQTT lets a new CONNECT with a client id take over the connection holding it. Within one
@@ -112,7 +126,8 @@ export function createBrokerHooks(ctx: HookContext): BrokerHooks {
           ctx.metrics.mqttRefused.inc({ transport, reason: 'client_id_taken' });
           return refuse('client_id_taken_by_another_user', 2); // identifier rejected
         }
-        sessions.set(client, { identity: outcome.identity, userName: loggableUserName(username, presented) });
+        if (recentlyInvalidated.has(outcome.identity.keyId)) return refuse('revoked', connackCodeFor('revoked'));
+        sessions.set(client, { identity: outcome.identity, userName: loggableUserName(username, presented), invalidated: false });
         done(null, true);
       },
       (err: unknown) => {
@@ -144,6 +159,11 @@ export function createBrokerHooks(ctx: HookContext): BrokerHooks {
 
     const session = sessions.get(client);
     if (!session) return done(new Error('publish from a client that is not authenticated'));
+    // In MQTT 3.1.1 an error here closes the connection: nothing more is stored for this key.
+    if (session.invalidated || !session.identity.scopes.includes('ingest')) {
+      log.warn({ clientId, transport, remoteAddress, keyId: session.identity.keyId }, 'mqtt: publish with a key that is no longer valid; not stored');
+      return done(new Error('the key of this connection is no longer valid'));
+    }
     if (ctx.isDraining()) return done(new Error('server is shutting down')); // no ack: re-sent later
 
     const body = typeof packet.payload === 'string' ? Buffer.from(packet.payload, 'utf8') : packet.payload;
@@ -174,6 +194,15 @@ export function createBrokerHooks(ctx: HookContext): BrokerHooks {
     authenticate,
     authorizePublish,
     sessionOf: (client) => sessions.get(client),
+    noteInvalidatedKeys(keyIds) {
+      const now = Date.now();
+      for (const [id, at] of recentlyInvalidated) if (now - at > INVALIDATION_MEMORY_MS) recentlyInvalidated.delete(id);
+      for (const id of keyIds) recentlyInvalidated.set(id, now);
+    },
+    isKeyInvalidated: (keyId) => {
+      const at = recentlyInvalidated.get(keyId);
+      return at !== undefined && Date.now() - at <= INVALIDATION_MEMORY_MS;
+    },
   };
 }
 

@@ -5,27 +5,49 @@
 
 export type Transport = 'mqtt-ws' | 'mqtt-tcp' | 'http' | 'file';
 
+/** What a key may be used for: sending data, reading it back (future read API), managing keys. */
+export type Scope = 'ingest' | 'read' | 'admin';
+
 /** Who a verified API key belongs to. */
 export interface Identity {
   userId: string;
   userName: string;
   keyId: string;
   keyPrefix: string;
+  scopes: readonly Scope[];
 }
 
 export interface AuthContext {
   transport: Transport;
   remoteAddress?: string | undefined;
   clientId?: string | undefined;
+  /** The scope the caller is about to use; a valid key without it fails with insufficient_scope. */
+  requiredScope?: Scope | undefined;
 }
 
-export type AuthFailureReason = 'missing' | 'malformed' | 'unknown_key' | 'wrong_secret' | 'revoked' | 'expired';
+export type AuthFailureReason =
+  | 'missing'
+  | 'malformed'
+  | 'unknown_key'
+  | 'wrong_secret'
+  | 'revoked'
+  | 'expired'
+  | 'insufficient_scope'
+  /** Too many failed attempts from this address or for this key: refused without checking the key. */
+  | 'throttled';
 
-export type AuthOutcome = { ok: true; identity: Identity } | { ok: false; reason: AuthFailureReason };
+export type AuthOutcome =
+  | { ok: true; identity: Identity }
+  | { ok: false; reason: AuthFailureReason; /** Set with 'throttled': when to try again. */ retryAfterSeconds?: number };
 
 export interface Authenticator {
   /** Verifies a presented API key. Rejects only on infrastructure failure (database down). */
   verify(presentedKey: string | undefined, context: AuthContext): Promise<AuthOutcome>;
+  /**
+   * Calls `listener` with the ids of keys that stopped being valid (revoked, expired, deleted),
+   * so that holders of long-lived connections can drop them. Returns the unsubscribe function.
+   */
+  onKeysInvalidated?(listener: (keyIds: readonly string[]) => void): () => void;
 }
 
 export interface IngestRequest {

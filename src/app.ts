@@ -1,7 +1,10 @@
 import path from 'node:path';
 import { MqttBroker } from '../broker/broker.js';
-import { KeyAuthenticator } from './auth/authenticator.js';
+import { AuthEventLog, DEFAULT_AUTH_EVENT_LOG_OPTIONS } from './auth/auth-events.js';
+import { DEFAULT_THROTTLE_POLICY, KeyAuthenticator } from './auth/authenticator.js';
+import { KeyManagement } from './auth/key-management.js';
 import { KeyStore, type CreatedKey } from './auth/key-store.js';
+import { AuthThrottle } from './auth/throttle.js';
 import type { Config } from './config/schema.js';
 import { ClientAddressResolver } from './http/client-address.js';
 import { CorsPolicy } from './http/cors.js';
@@ -53,6 +56,8 @@ export class App {
   #db: Database | null = null;
   #keys: KeyStore | null = null;
   #authenticator: KeyAuthenticator | null = null;
+  #authEvents: AuthEventLog | null = null;
+  #keyManagement: KeyManagement | null = null;
   #ingest: IngestService | null = null;
   #spool: Spool | null = null;
   #replayer: SpoolReplayer | null = null;
@@ -95,6 +100,22 @@ export class App {
   get keys(): KeyStore {
     if (!this.#keys) throw new Error('not started');
     return this.#keys;
+  }
+
+  /** Key management as the HTTP API uses it: a revocation here takes effect at once. */
+  get keyManagement(): KeyManagement {
+    if (!this.#keyManagement) throw new Error('not started');
+    return this.#keyManagement;
+  }
+
+  get authenticator(): KeyAuthenticator {
+    if (!this.#authenticator) throw new Error('not started');
+    return this.#authenticator;
+  }
+
+  get authEvents(): AuthEventLog {
+    if (!this.#authEvents) throw new Error('not started');
+    return this.#authEvents;
   }
 
   get database(): Database {
@@ -142,13 +163,25 @@ export class App {
     this.#partitionTimer.unref();
 
     this.#keys = new KeyStore(db.pool);
-    this.#authenticator = new KeyAuthenticator({
+    const authLog = log.child({ component: 'auth' });
+    this.#authEvents = new AuthEventLog({
+      pool: db.pool,
+      logger: authLog,
+      metrics: this.metrics,
+      options: { ...DEFAULT_AUTH_EVENT_LOG_OPTIONS, retentionDays: config.auth.eventsRetentionDays },
+    });
+    await this.#authEvents.start();
+    const authenticator = new KeyAuthenticator({
       keys: this.#keys,
       options: config.auth,
-      logger: log.child({ component: 'auth' }),
+      logger: authLog,
       metrics: this.metrics,
+      throttle: new AuthThrottle({ ...DEFAULT_THROTTLE_POLICY, ...config.auth.throttle }),
+      events: this.#authEvents,
     });
-    await this.#authenticator.start();
+    this.#authenticator = authenticator;
+    await authenticator.start();
+    this.#keyManagement = new KeyManagement({ keys: this.#keys, onRevoked: (keyId) => authenticator.invalidate([keyId]) });
 
     // The spool keeps acknowledging while PostgreSQL is unreachable (invariant 1); see src/ingest/spool.ts.
     const spoolLog = log.child({ component: 'spool' });
@@ -211,7 +244,7 @@ export class App {
       authenticator: this.#authenticator,
       sink: this.#ingest,
       readiness: () => this.readiness(),
-      upgrade: (req, socket, head) => broker.handleUpgrade(req, socket, head),
+      upgrade: (req, socket, head, clientAddress) => broker.handleUpgrade(req, socket, head, clientAddress),
       version: this.#options.version,
       hardening: {
         ...config.httpTimeouts,
@@ -220,6 +253,7 @@ export class App {
         clientAddress: new ClientAddressResolver(config.trustProxy),
         tls: certificates?.current,
       },
+      keyManagement: this.#keyManagement,
     });
     await this.#http.start();
     const http = this.#http;
@@ -266,7 +300,9 @@ export class App {
     const { bootstrap } = this.config;
     if (!bootstrap.enabled || !this.#keys) return;
     if ((await this.#keys.countUsable()) > 0) return;
-    const created = await this.#keys.create({ userName: bootstrap.user, label: 'created at first start' });
+    // Ingest only: this key is typed into a phone, where it is most exposed. An admin key is
+    // created deliberately with `keys create --scope admin` (see docs/security.md).
+    const created = await this.#keys.create({ userName: bootstrap.user, label: 'created at first start', scopes: ['ingest'] });
     this.#logger.info({ keyId: created.id, user: created.userName, prefix: created.prefix }, 'no API key existed: created the first one');
     this.#options.onBootstrapKey?.(created);
   }
@@ -318,6 +354,7 @@ export class App {
     }
     await this.#authenticator?.stop();
     await this.#rateLimiter?.close();
+    await this.#authEvents?.stop().catch((err: Error) => log.warn({ error: err.message }, 'writing the last auth events failed'));
     await this.#db?.stop().catch((err: Error) => log.warn({ error: err.message }, 'closing the pool failed'));
     await this.#target?.embedded?.stop();
     log.info('stopped');

@@ -12,6 +12,8 @@ export const errorCatalogue = {
   SS_NOT_READY: { status: 503, message: 'The server is not ready yet' },
   SS_AUTH_MISSING: { status: 401, message: 'An API key is required' },
   SS_AUTH_INVALID: { status: 401, message: 'The API key is not valid' },
+  SS_AUTH_FORBIDDEN: { status: 403, message: 'The API key does not have the scope this needs' },
+  SS_AUTH_THROTTLED: { status: 429, message: 'Too many failed authentication attempts; try again later' },
   SS_BODY_TOO_LARGE: { status: 413, message: 'The request body is too large' },
   SS_UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'The request body must be application/json' },
   SS_UNSUPPORTED_ENCODING: { status: 415, message: 'The content encoding is not supported' },
@@ -24,6 +26,9 @@ export const errorCatalogue = {
   SS_METHOD_NOT_ALLOWED: { status: 405, message: 'Method not allowed' },
   SS_REQUEST_TIMEOUT: { status: 408, message: 'The request took too long to arrive' },
   SS_KEY_NOT_FOUND: { status: 404, message: 'No such API key' },
+  SS_KEY_EXISTS: { status: 409, message: 'This key is already registered' },
+  SS_KEY_TOO_WEAK: { status: 400, message: 'The chosen key is too weak' },
+  SS_KEY_REQUEST_INVALID: { status: 400, message: 'The key request is not valid' },
   SS_USAGE: { status: 400, message: 'Invalid command usage' },
   SS_INTERNAL: { status: 500, message: 'Internal error' },
 } as const satisfies Record<string, { status: number; message: string }>;

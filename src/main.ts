@@ -3,9 +3,10 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { App } from './app.js';
-import { KeyStore, type CreatedKey } from './auth/key-store.js';
+import type { CreatedKey } from './auth/key-store.js';
+import { parseAuthEventsCommand, runAuthEventsCommand } from './cli/auth-events.js';
 import { parseIngestionsCommand, runIngestionsCommand } from './cli/ingestions.js';
-import { createdKeyToJson, formatKeyTable, keyToJson } from './cli/output.js';
+import { KEYS_USAGE, parseKeysCommand, runKeysCommand } from './cli/keys.js';
 import { parseReprocessCommand, runReprocess } from './cli/reprocess.js';
 import { loadConfigFromEnvironment } from './config/load.js';
 import type { Config } from './config/schema.js';
@@ -22,10 +23,8 @@ const USAGE = `Usage: self-sensored [--config FILE] <command>
 Commands:
   start                                   run the daemon (the default)
   migrate                                 apply database migrations and exit
-  keys create --user NAME [--label TEXT] [--json]
-                                          create an API key (printed once)
-  keys list [--json]                      list API keys (never the keys themselves)
-  keys revoke ID|PREFIX                   revoke an API key
+${KEYS_USAGE}
+  auth-events [--limit N] [--json]        latest authentication attempts, newest first (default 50)
   ingestions list [--status received|processed|failed] [--limit N] [--json]
                                           list stored payloads, newest first (default 50)
   ingestions retry ID                     process a failed (or waiting) payload now; exit 1 if it fails again
@@ -49,6 +48,9 @@ async function main(argv: string[]): Promise<number> {
       config: { type: 'string' },
       user: { type: 'string' },
       label: { type: 'string' },
+      scope: { type: 'string', multiple: true },
+      expires: { type: 'string' },
+      key: { type: 'string' },
       status: { type: 'string' },
       limit: { type: 'string' },
       since: { type: 'string' },
@@ -76,8 +78,22 @@ async function main(argv: string[]): Promise<number> {
         process.stdout.write(`schema at version ${report.current}; applied: ${report.applied.length ? report.applied.join(', ') : 'none'}\n`);
         return 0;
       });
-    case 'keys':
-      return keysCommand(config, sub, arg, values);
+    case 'keys': {
+      const cmd = parseKeysCommand(sub, arg, values);
+      return withDatabase(config, (db) =>
+        runKeysCommand(cmd, db.pool, {
+          stdin: process.stdin,
+          write: (text) => process.stdout.write(text),
+          warn: (text) => process.stderr.write(text),
+          createdText: (created) => createdKeyText(config, created),
+        }),
+      );
+    }
+    case 'auth-events': {
+      if (sub !== undefined) throw new AppError('SS_USAGE', `auth-events takes no argument ("${sub}"); use --limit N`);
+      const cmd = parseAuthEventsCommand(values);
+      return withDatabase(config, (db) => runAuthEventsCommand(cmd, db.pool, (text) => process.stdout.write(text)));
+    }
     case 'ingestions': {
       // Parsed first: usage errors are reported before the database is started for nothing.
       const cmd = parseIngestionsCommand(sub, arg, values);
@@ -93,38 +109,6 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-async function keysCommand(
-  config: Config,
-  sub: string | undefined,
-  arg: string | undefined,
-  values: { user?: string | undefined; label?: string | undefined; json: boolean },
-): Promise<number> {
-  // Usage errors are reported before the database is started for nothing.
-  if (sub !== 'create' && sub !== 'list' && sub !== 'revoke') throw new AppError('SS_USAGE', 'usage: self-sensored keys create|list|revoke');
-  if (sub === 'create' && !values.user) throw new AppError('SS_USAGE', 'keys create needs --user NAME');
-  if (sub === 'revoke' && !arg) throw new AppError('SS_USAGE', 'keys revoke needs the key ID (or its prefix)');
-  return withDatabase(config, async (db) => {
-    const keys = new KeyStore(db.pool);
-    switch (sub) {
-      case 'create': {
-        const created = await keys.create({ userName: values.user!, label: values.label ?? null });
-        process.stdout.write(values.json ? `${JSON.stringify(createdKeyToJson(created))}\n` : `${createdKeyText(config, created)}\n`);
-        return 0;
-      }
-      case 'list': {
-        const list = await keys.list();
-        process.stdout.write(values.json ? `${JSON.stringify(list.map(keyToJson), null, 2)}\n` : `${formatKeyTable(list)}\n`);
-        return 0;
-      }
-      case 'revoke': {
-        if (!(await keys.revoke(arg!))) throw new AppError('SS_KEY_NOT_FOUND', `no active key with id or prefix ${arg}`);
-        process.stdout.write(`revoked ${arg}; connections using it are refused within seconds\n`);
-        return 0;
-      }
-    }
-  });
-}
-
 function createdKeyText(config: Config, created: CreatedKey): string {
   const settings = appSettingsText({
     host: guessPublicHost(config.publicHost),
@@ -135,8 +119,9 @@ function createdKeyText(config: Config, created: CreatedKey): string {
     userName: created.userName,
     key: created.key,
   });
+  const expiry = created.expiresAt ? `expires ${created.expiresAt.toISOString()}` : 'never expires';
   return [
-    `API key for user "${created.userName}" (id ${created.id}). It is shown only now: store it.`,
+    `API key for user "${created.userName}" (id ${created.id}; scopes ${created.scopes.join(', ')}; ${expiry}). It is shown only now: store it.`,
     '',
     `  ${created.key}`,
     '',
@@ -168,7 +153,8 @@ async function runDaemon(config: Config): Promise<number> {
     version: version(),
     onBootstrapKey: (created) => {
       // Once, to the terminal: this is the only time the key can be shown.
-      process.stderr.write(`\n${'='.repeat(72)}\nself-sensored created its first ${createdKeyText(config, created)}\n${'='.repeat(72)}\n\n`);
+      const adminHint = 'This key can only send data. To manage keys over HTTP, create an admin key:\n  self-sensored keys create --user NAME --scope admin --expires 90d';
+      process.stderr.write(`\n${'='.repeat(72)}\nself-sensored created its first ${createdKeyText(config, created)}\n\n${adminHint}\n${'='.repeat(72)}\n\n`);
     },
   });
   let signals = 0;

@@ -75,6 +75,51 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  // Authentication: throttling of failed attempts and the auth_events log.
+  readonly authThrottled = new client.Counter({
+    name: 'self_sensored_auth_throttled_total',
+    help: 'Authentication attempts slowed down (action=delayed) or refused without checking the key (action=refused) after repeated failures',
+    labelNames: ['transport', 'action'] as const,
+    registers: [this.registry],
+  });
+
+  readonly authBlocks = new client.Counter({
+    name: 'self_sensored_auth_blocks_total',
+    help: 'Temporary blocks started after too many failed attempts, by scope (address or key)',
+    labelNames: ['scope'] as const,
+    registers: [this.registry],
+  });
+
+  #blockedSource: (() => { address: number; key: number }) | null = null;
+
+  readonly authBlocked = new client.Gauge({
+    name: 'self_sensored_auth_blocked',
+    help: 'Remote addresses (scope=address) and key prefixes (scope=key) blocked right now',
+    labelNames: ['scope'] as const,
+    registers: [this.registry],
+    collect: () => {
+      const counts = this.#blockedSource?.() ?? { address: 0, key: 0 };
+      this.authBlocked.set({ scope: 'address' }, counts.address);
+      this.authBlocked.set({ scope: 'key' }, counts.key);
+    },
+  });
+
+  observeAuthBlocked(source: () => { address: number; key: number }): void {
+    this.#blockedSource = source;
+  }
+
+  readonly authEventsDropped = new client.Counter({
+    name: 'self_sensored_auth_events_dropped_total',
+    help: 'Authentication events not written to auth_events because the in-memory queue was full',
+    registers: [this.registry],
+  });
+
+  readonly authKeyDisconnects = new client.Counter({
+    name: 'self_sensored_auth_key_disconnects_total',
+    help: 'MQTT connections closed because their key was revoked or expired while connected',
+    registers: [this.registry],
+  });
+
   #poolSource: (() => { total: number; idle: number; waiting: number }) | null = null;
 
   readonly dbPool = new client.Gauge({

@@ -31,7 +31,7 @@ const limit = { timeout: 10_000 };
 
 // ---------------------------------------------------------------- fakes of OUR interfaces
 
-const alice: Identity = { userId: 'u-1', userName: 'alice', keyId: 'k-1', keyPrefix: 'good' };
+const alice: Identity = { userId: 'u-1', userName: 'alice', keyId: 'k-1', keyPrefix: 'good', scopes: ['ingest'] };
 
 class FakeAuthenticator implements Authenticator {
   readonly contexts: AuthContext[] = [];
@@ -215,7 +215,7 @@ for (const transport of ['mqtt-ws', 'mqtt-tcp'] as const) {
     assert.equal(req.clientId, `phone-${transport}`);
     assert.equal(req.remoteAddress, '127.0.0.1');
     assert.ok(req.receivedAt instanceof Date);
-    assert.deepEqual(f.auth.contexts.at(-1), { transport, remoteAddress: '127.0.0.1', clientId: `phone-${transport}` });
+    assert.deepEqual(f.auth.contexts.at(-1), { transport, remoteAddress: '127.0.0.1', clientId: `phone-${transport}`, requiredScope: 'ingest' });
     assert.equal(await counterValue(f.metrics, 'mqttConnections', { transport }), 1);
     client.end();
     await waitFor(() => f.logs.some((l) => l.includes('client disconnected')), 2000, 'disconnect log');

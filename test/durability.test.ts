@@ -281,7 +281,7 @@ test('a full spool refuses: QoS 1 gets no PUBACK, REST gets 503 + Retry-After; w
 
 test('a torn spool record: the complete records are replayed at start, the torn one is dropped with a log line', async () => {
   const s = await setup();
-  const identity = { userId: s.userId, userName: 'phone', keyId: s.keyId, keyPrefix: 'x' };
+  const identity = { userId: s.userId, userName: 'phone', keyId: s.keyId, keyPrefix: 'x', scopes: ['ingest' as const] };
   const bodies = [1, 2, 3, 4].map((n) => payload(n, 'torn'));
   const records = bodies.map((b, i) =>
     encodeRecord({ identity, transport: 'mqtt-tcp', topic: 'health/phone', body: Buffer.from(b), receivedAt: new Date(Date.now() - 60_000 + i), clientId: 'c1' }),

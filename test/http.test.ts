@@ -17,9 +17,10 @@ const JSON_TYPE = 'application/json; charset=utf-8';
 /** Accepts one key; 'db-down' simulates the key store being unreachable. */
 class FakeAuthenticator implements Authenticator {
   async verify(key: string | undefined): Promise<AuthOutcome> {
+    if (key === undefined) return { ok: false, reason: 'missing' };
     if (key === 'db-down') throw new Error('connect ECONNREFUSED');
     if (key !== GOOD_KEY) return { ok: false, reason: 'unknown_key' };
-    return { ok: true, identity: { userId: '1', userName: 'me', keyId: '7', keyPrefix: 'ss_test' } };
+    return { ok: true, identity: { userId: '1', userName: 'me', keyId: '7', keyPrefix: 'ss_test', scopes: ['ingest'] } };
   }
 }
 

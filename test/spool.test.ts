@@ -21,7 +21,7 @@ function capture(): { logs: string[]; logger: ReturnType<typeof createLogger> } 
 }
 
 const request = (n: number, bytes = 40): IngestRequest => ({
-  identity: { userId: '1', userName: 'me', keyId: '7', keyPrefix: 'ss_x' },
+  identity: { userId: '1', userName: 'me', keyId: '7', keyPrefix: 'ss_x', scopes: ['ingest'] },
   transport: 'mqtt-tcp',
   topic: 'health/me',
   body: Buffer.from(JSON.stringify({ n, pad: 'x'.repeat(Math.max(0, bytes - 20)) })),

@@ -153,8 +153,16 @@ export const settingsSchema = z
     MQTT_KEEPALIVE_MAX_SECONDS: positiveInt('MQTT_KEEPALIVE_MAX_SECONDS').max(65_535).default(DEFAULT_KEEPALIVE_BOUNDS.maxSeconds),
     MQTT_CONNECT_TIMEOUT_MS: positiveInt('MQTT_CONNECT_TIMEOUT_MS').max(10 * 60_000).default(DEFAULT_CONNECT_TIMEOUT_MS),
 
+    // Authentication (docs/security.md, "Keys and authentication", explains every default)
     AUTH_CACHE_TTL_MS: positiveInt('AUTH_CACHE_TTL_MS').default(10 * 60_000),
-    AUTH_CACHE_REFRESH_MS: positiveInt('AUTH_CACHE_REFRESH_MS').max(60_000).default(2_000),
+    // Capped so that a revoked or expired key always stops working within 5 seconds.
+    AUTH_CACHE_REFRESH_MS: positiveInt('AUTH_CACHE_REFRESH_MS').max(5_000).default(2_000),
+    AUTH_THROTTLE_FREE_FAILURES: z.coerce.number({ error: 'AUTH_THROTTLE_FREE_FAILURES must be a whole number' }).int().min(0).max(1_000).default(5),
+    AUTH_THROTTLE_MAX_DELAY_MS: positiveInt('AUTH_THROTTLE_MAX_DELAY_MS').max(60_000).default(5_000),
+    AUTH_THROTTLE_WINDOW_SECONDS: positiveInt('AUTH_THROTTLE_WINDOW_SECONDS').max(7 * 86_400).default(15 * 60),
+    AUTH_BLOCK_AFTER_FAILURES: positiveInt('AUTH_BLOCK_AFTER_FAILURES').max(100_000).default(20),
+    AUTH_BLOCK_SECONDS: positiveInt('AUTH_BLOCK_SECONDS').max(7 * 86_400).default(15 * 60),
+    AUTH_EVENTS_RETENTION_DAYS: positiveInt('AUTH_EVENTS_RETENTION_DAYS').max(36_500).default(90),
 
     INGEST_CHUNK_ROWS: positiveInt('INGEST_CHUNK_ROWS').max(1_000_000).default(20_000),
     INGEST_RAW_BATCH_BYTES: positiveInt('INGEST_RAW_BATCH_BYTES').default(64 * MIB),
@@ -178,6 +186,9 @@ export const settingsSchema = z
     }
     if (s.MQTT_KEEPALIVE_MIN_SECONDS > s.MQTT_KEEPALIVE_MAX_SECONDS) {
       ctx.addIssue({ code: 'custom', path: ['MQTT_KEEPALIVE_MIN_SECONDS'], message: 'MQTT_KEEPALIVE_MIN_SECONDS must not be above MQTT_KEEPALIVE_MAX_SECONDS' });
+    }
+    if (s.AUTH_BLOCK_AFTER_FAILURES <= s.AUTH_THROTTLE_FREE_FAILURES) {
+      ctx.addIssue({ code: 'custom', path: ['AUTH_BLOCK_AFTER_FAILURES'], message: 'AUTH_BLOCK_AFTER_FAILURES must be above AUTH_THROTTLE_FREE_FAILURES' });
     }
     for (const [name, [limit, end]] of Object.entries(limitSettings) as Array<[LimitSetting, [keyof ValidationLimits, 'min' | 'max']]>) {
       if (end !== 'min') continue;
@@ -210,7 +221,18 @@ export const settingsSchema = z
       keepaliveMaxSeconds: s.MQTT_KEEPALIVE_MAX_SECONDS,
       connectTimeoutMs: s.MQTT_CONNECT_TIMEOUT_MS,
     },
-    auth: { cacheTtlMs: s.AUTH_CACHE_TTL_MS, cacheRefreshMs: s.AUTH_CACHE_REFRESH_MS },
+    auth: {
+      cacheTtlMs: s.AUTH_CACHE_TTL_MS,
+      cacheRefreshMs: s.AUTH_CACHE_REFRESH_MS,
+      throttle: {
+        freeFailures: s.AUTH_THROTTLE_FREE_FAILURES,
+        maxDelayMs: s.AUTH_THROTTLE_MAX_DELAY_MS,
+        windowMs: s.AUTH_THROTTLE_WINDOW_SECONDS * 1000,
+        blockAfterFailures: s.AUTH_BLOCK_AFTER_FAILURES,
+        blockMs: s.AUTH_BLOCK_SECONDS * 1000,
+      },
+      eventsRetentionDays: s.AUTH_EVENTS_RETENTION_DAYS,
+    },
     ingest: {
       chunkRows: s.INGEST_CHUNK_ROWS,
       rawBatchBytes: s.INGEST_RAW_BATCH_BYTES,

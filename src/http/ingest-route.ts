@@ -1,9 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { AcceptOutcome, Authenticator, Identity, IngestSink, ProcessingResult } from '../../broker/types.js';
+import type { AcceptOutcome, Authenticator, IngestSink, ProcessingResult } from '../../broker/types.js';
 import { AppError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { BodyAbortedError, isJsonContentType, parseContentEncoding, readBody, tooLarge } from './body.js';
-import { extractApiKey } from './credentials.js';
+import { authenticateRequest } from './authenticate.js';
 import { lineAndColumn } from './json-position.js';
 import { refuse, sendError, sendJson, toAppError } from './respond.js';
 
@@ -57,7 +57,9 @@ async function ingest(deps: IngestRouteDeps, req: IncomingMessage, res: ServerRe
   const remoteAddress = deps.remoteAddress;
   log.remoteAddress = remoteAddress;
   // Credentials first: an anonymous client must not be able to make the server read tens of MB.
-  const identity = await authenticate(deps.authenticator, req, remoteAddress, log);
+  const identity = await authenticateRequest(deps.authenticator, req, 'ingest', deps.remoteAddress, (err) => {
+    log.err = err;
+  });
   log.user = identity.userName;
   log.keyId = identity.keyId;
   const limited = await deps.admitKey?.(identity.keyId);
@@ -97,23 +99,6 @@ async function ingest(deps: IngestRouteDeps, req: IncomingMessage, res: ServerRe
   log.ingestionId = outcome.ingestionId;
   log.duplicatePayload = outcome.duplicatePayload;
   await answerStored(res, outcome, log);
-}
-
-async function authenticate(authenticator: Authenticator, req: IncomingMessage, remoteAddress: string | undefined, log: IngestLog): Promise<Identity> {
-  const key = extractApiKey(req.headersDistinct);
-  if (key === undefined) {
-    throw new AppError('SS_AUTH_MISSING', 'An API key is required: send "Authorization: Bearer <key>", "X-API-Key: <key>" or "api-key: <key>"');
-  }
-  let outcome;
-  try {
-    outcome = await authenticator.verify(key, { transport: 'http', remoteAddress });
-  } catch (err) {
-    log.err = err;
-    throw new AppError('SS_DB_UNAVAILABLE', 'The API key could not be checked; retry later', undefined, { cause: err });
-  }
-  // One message for every reason, so the answer tells an attacker nothing about the key.
-  if (!outcome.ok) throw new AppError('SS_AUTH_INVALID');
-  return outcome.identity;
 }
 
 function answerInvalidJson(res: ServerResponse, body: Buffer, outcome: Extract<AcceptOutcome, { kind: 'invalid_json' }>): void {

@@ -30,7 +30,10 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
 }
 
 export function sendError(res: ServerResponse, err: AppError, headers: OutgoingHttpHeaders = {}): void {
-  sendJson(res, err.status, err.toJSON(), { ...headersByCode[err.code], ...headers });
+  // An error that knows when to come back (a throttled client) says so in the header too.
+  const retryAfter = err.details?.retryAfterSeconds;
+  const dynamic: OutgoingHttpHeaders = typeof retryAfter === 'number' ? { 'Retry-After': String(retryAfter) } : {};
+  sendJson(res, err.status, err.toJSON(), { ...headersByCode[err.code], ...dynamic, ...headers });
 }
 
 /** Any thrown value as an AppError; unknown failures become SS_INTERNAL without leaking their text. */

@@ -11,7 +11,9 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { ClientAddressResolver } from './client-address.js';
 import type { CorsPolicy } from './cors.js';
+import type { KeyManagement } from '../auth/key-management.js';
 import { handleIngest } from './ingest-route.js';
+import { KEYS_PATH, handleKeyRoutes } from './key-routes.js';
 import { handleHealth, handleMetrics, handleReady, type ReadinessReport } from './probes.js';
 import type { HttpRateLimits } from './rate-limit.js';
 import { JSON_CONTENT_TYPE, refuse } from './respond.js';
@@ -26,9 +28,11 @@ export interface HttpServerDeps {
   sink: IngestSink;
   readiness: () => Promise<ReadinessReport>;
   /** MQTT over WebSocket, for upgrade requests whose path is wsPath. */
-  upgrade?: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
+  upgrade?: (req: IncomingMessage, socket: Duplex, head: Buffer, clientAddress: string | undefined) => void;
   version: string;
   hardening?: HttpHardening;
+  /** Key management over HTTP (admin keys only); absent: those routes answer 404. */
+  keyManagement?: KeyManagement;
 }
 
 /** Limits, CORS, the client address behind a proxy, and TLS; each optional (tests build without). */
@@ -47,7 +51,7 @@ const KEEP_ALIVE_TIMEOUT_MS = 5_000;
 /** Node checks the request and headers deadlines on this tick at most (its default is 30 s). */
 const MAX_TIMEOUT_CHECK_MS = 1_000;
 
-type Route = '/api/v1/ingest' | '/health' | '/ready' | '/metrics';
+type Route = '/api/v1/ingest' | '/health' | '/ready' | '/metrics' | typeof KEYS_PATH;
 /** Metric label: a fixed set, never the raw URL, so scanners cannot blow up label cardinality. */
 type RouteLabel = Route | 'other';
 
@@ -56,6 +60,8 @@ const allowedMethods: Record<Route, readonly string[]> = {
   '/health': ['GET', 'HEAD'],
   '/ready': ['GET', 'HEAD'],
   '/metrics': ['GET', 'HEAD'],
+  // Key management: the methods per sub-path are checked by the key routes themselves.
+  [KEYS_PATH]: ['GET', 'POST', 'DELETE'],
 };
 
 /** Probes are never rate limited: a monitor or orchestrator must always get through. */
@@ -191,6 +197,8 @@ export class HttpServer implements Component {
     }
     if (route !== null && this.#deps.hardening?.cors?.answerPreflight(req, res, allowedMethods[route])) return;
     if (route === null) return refuse(req, res, new AppError('SS_NOT_FOUND', `No route for ${req.method} ${pathOf(req.url)}`));
+    // Key management checks its methods per sub-path itself.
+    if (route === KEYS_PATH) return this.#keyRoutes(req, res, route);
     const allowed = allowedMethods[route];
     if (!allowed.includes(req.method ?? '')) {
       const message = `${req.method} is not allowed on ${route}; use ${allowed.join(' or ')}`;
@@ -223,6 +231,15 @@ export class HttpServer implements Component {
   #clientAddress(req: IncomingMessage): string | undefined {
     return this.#deps.hardening?.clientAddress?.resolve(req) ?? req.socket.remoteAddress;
   }
+  // --- Key management (src/http/key-routes.ts) ---
+  #keyRoutes(req: IncomingMessage, res: ServerResponse, route: typeof KEYS_PATH): Promise<void> {
+    const { keyManagement, authenticator, logger } = this.#deps;
+    if (!keyManagement) return Promise.resolve(refuse(req, res, new AppError('SS_NOT_FOUND', `No route for ${req.method} ${pathOf(req.url)}`)));
+    const limits = this.#deps.hardening?.rateLimits;
+    const admitKey = limits ? (keyId: string) => limits.admitKey(res, route, keyId) : undefined;
+    return handleKeyRoutes({ authenticator, management: keyManagement, logger, remoteAddress: this.#clientAddress(req), admitKey }, req, res);
+  }
+  // --- end of key management ---
 
   #internalError(err: unknown, req: IncomingMessage, res: ServerResponse): void {
     this.#deps.logger.error({ err, method: req.method, route: routeOf(req.url) ?? 'other' }, 'unexpected error in HTTP handler');
@@ -255,7 +272,7 @@ export class HttpServer implements Component {
     const { upgrade, options, logger } = this.#deps;
     if (!this.#closing && upgrade && pathOf(req.url) === options.wsPath) {
       try {
-        upgrade(req, socket, head);
+        upgrade(req, socket, head, this.#clientAddress(req));
       } catch (err) {
         logger.error({ err }, 'WebSocket upgrade handler failed');
         socket.destroy();
@@ -311,5 +328,7 @@ function pathOf(url: string | undefined): string {
 function routeOf(url: string | undefined): Route | null {
   let path = pathOf(url);
   if (path.length > 1 && path.endsWith('/')) path = path.slice(0, -1);
+  // Key management: /api/v1/auth/keys/{id} shares the route (and its metric label).
+  if (path.startsWith(`${KEYS_PATH}/`)) return KEYS_PATH;
   return Object.hasOwn(allowedMethods, path) ? (path as Route) : null;
 }

@@ -80,7 +80,8 @@ export function decodeBody(header: Buffer, body: Buffer): BodyDecode {
   return {
     ok: true,
     request: {
-      identity: { userId: meta.userId, userName: meta.userName, keyId: meta.keyId, keyPrefix: meta.keyPrefix },
+      // The key was checked for the ingest scope when the payload arrived; replay only stores it.
+      identity: { userId: meta.userId, userName: meta.userName, keyId: meta.keyId, keyPrefix: meta.keyPrefix, scopes: ['ingest'] },
       transport: meta.transport,
       topic: meta.topic,
       body: body.subarray(4 + metaLength),

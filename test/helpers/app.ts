@@ -1,6 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import type { DestinationStream } from 'pino';
 import pg from 'pg';
 import { App } from '../../src/app.js';
 import { loadConfig } from '../../src/config/load.js';
@@ -24,7 +25,10 @@ export interface TestApp {
  * The whole daemon against a fresh database: real PostgreSQL, real listeners on ephemeral ports.
  * `settings` are environment-variable settings, as a user would give them.
  */
-export async function startTestApp(settings: Record<string, string> = {}, options: { database?: TestDatabase; tweak?: (c: Config) => Config; logLines?: string[] } = {}): Promise<TestApp> {
+export async function startTestApp(
+  settings: Record<string, string> = {},
+  options: { database?: TestDatabase; tweak?: (c: Config) => Config; logLines?: string[]; logDestination?: DestinationStream } = {},
+): Promise<TestApp> {
   const db = options.database ?? (await createTestDatabase());
   // Each app gets its own data directory (the spool lives there), removed on close.
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'ss-app-'));
@@ -43,10 +47,13 @@ export async function startTestApp(settings: Record<string, string> = {}, option
   let config: Config = { ...base, mqtt: { ...base.mqtt, tcpEnabled: true, tcpPort: 0 } };
   if (options.tweak) config = options.tweak(config);
   const logLines = options.logLines;
-  const logger = logLines ? createLogger(config.log.level, { write: (line: string) => void logLines.push(line) }) : createLogger(config.log.level);
+  const logger = logLines ? createLogger(config.log.level, { write: (line: string) => void logLines.push(line) }) : createLogger(config.log.level, options.logDestination);
   const app = new App({ config, logger, version: 'test' });
   await app.start();
   const sql = new pg.Pool({ connectionString: db.url, max: 2 });
+  // pool.end() resolves before its sockets are closed; the DROP DATABASE … WITH (FORCE) in close()
+  // can then end one of them, which the pool reports as an 'error' that nobody else would handle.
+  sql.on('error', () => undefined);
   const http = app.httpAddress;
   const tcp = app.mqttTcpAddress!;
   return {

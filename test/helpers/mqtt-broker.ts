@@ -14,9 +14,9 @@ import { Metrics } from '../../src/metrics.js';
  */
 
 export const identities: Record<string, Identity> = {
-  'alice-key': { userId: 'u-1', userName: 'alice', keyId: 'k-1', keyPrefix: 'alicekey01' },
-  'alice-phone2-key': { userId: 'u-1', userName: 'alice', keyId: 'k-2', keyPrefix: 'alicekey02' },
-  'bob-key': { userId: 'u-2', userName: 'bob', keyId: 'k-3', keyPrefix: 'bobkey0001' },
+  'alice-key': { userId: 'u-1', userName: 'alice', keyId: 'k-1', keyPrefix: 'alicekey01', scopes: ['ingest'] },
+  'alice-phone2-key': { userId: 'u-1', userName: 'alice', keyId: 'k-2', keyPrefix: 'alicekey02', scopes: ['ingest'] },
+  'bob-key': { userId: 'u-2', userName: 'bob', keyId: 'k-3', keyPrefix: 'bobkey0001', scopes: ['ingest'] },
 };
 
 export class TestAuthenticator implements Authenticator {

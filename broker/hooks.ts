@@ -71,6 +71,7 @@ export function connackCodeFor(reason: AuthFailureReason): ConnackRefusal {
     case 'malformed':
     case 'unknown_key':
     case 'wrong_secret':
+    case 'ambiguous':
       return 4; // bad user name or password
     case 'revoked':
     case 'expired':

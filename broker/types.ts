@@ -23,6 +23,11 @@ export interface AuthContext {
   clientId?: string | undefined;
   /** The scope the caller is about to use; a valid key without it fails with insufficient_scope. */
   requiredScope?: Scope | undefined;
+  /**
+   * The request carried two different keys (HTTP only): refused as 'ambiguous' whatever they are,
+   * and counted as a failed attempt, since a guesser could otherwise try two keys per request.
+   */
+  ambiguousKey?: boolean | undefined;
 }
 
 export type AuthFailureReason =
@@ -33,6 +38,8 @@ export type AuthFailureReason =
   | 'revoked'
   | 'expired'
   | 'insufficient_scope'
+  /** Two different keys in one request. */
+  | 'ambiguous'
   /** Too many failed attempts from this address or for this key: refused without checking the key. */
   | 'throttled';
 

@@ -13,6 +13,7 @@ export const errorCatalogue = {
   SS_AUTH_MISSING: { status: 401, message: 'An API key is required' },
   SS_AUTH_INVALID: { status: 401, message: 'The API key is not valid' },
   SS_AUTH_FORBIDDEN: { status: 403, message: 'The API key does not have the scope this needs' },
+  SS_AUTH_AMBIGUOUS: { status: 400, message: 'The request carries more than one API key' },
   SS_AUTH_THROTTLED: { status: 429, message: 'Too many failed authentication attempts; try again later' },
   SS_BODY_TOO_LARGE: { status: 413, message: 'The request body is too large' },
   SS_UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'The request body must be application/json' },

@@ -161,6 +161,7 @@ export class KeyAuthenticator implements Authenticator, Component {
     // A blocked address costs a map lookup: no hashing, no database, no argon2.
     const addressBlock = this.#throttle.addressRefusal(address);
     if (addressBlock) return this.#refuse(addressBlock, context);
+    if (context.ambiguousKey) return this.#failed('ambiguous', address, null, context);
     if (presentedKey === undefined) return { ok: false, reason: 'missing' };
     // An MQTT password can be as large as a packet: refuse what no key can be before hashing it.
     if (presentedKey.length > MAX_PRESENTED_KEY_CHARS) return this.#failed('malformed', address, null, context);

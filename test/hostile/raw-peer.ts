@@ -31,6 +31,7 @@ export interface RawPeer {
   outcome(deadlineMs: number): Promise<PeerOutcome>;
   destroy(): void;
   readonly received: () => Buffer;
+  readonly isClosed: () => boolean;
 }
 
 export async function openPeer(target: PeerTarget): Promise<RawPeer> {
@@ -75,6 +76,7 @@ function openTcp(target: PeerTarget): Promise<RawPeer> {
       outcome: settleOnClose((l) => socket.once('close', l), received, () => socket.destroy(), () => closed),
       destroy: () => socket.destroy(),
       received,
+      isClosed: () => closed,
     };
     // A refused or reset connection is also an answer: the outcome reports it as closed.
     socket.once('connect', () => resolve(peer));
@@ -98,6 +100,7 @@ function openWs(target: PeerTarget): Promise<RawPeer> {
       outcome: settleOnClose((l) => ws.once('close', l), received, () => ws.terminate(), () => closed),
       destroy: () => ws.terminate(),
       received,
+      isClosed: () => closed,
     };
     ws.once('open', () => resolve(peer));
     ws.once('close', () => resolve(peer));

@@ -371,6 +371,8 @@ describe('hostile input against one running daemon', { timeout: 120_000 }, () =>
     const floodOpen = async (): Promise<number> => (await openMqttSockets()) - others;
     const refusedNow = async (): Promise<number> => (await refusedForAddressCap()) - refusedBefore;
     await waitFor(async () => (await refusedNow()) + (await floodOpen()) >= keys.length, 10_000, 'the daemon to take or refuse every flood socket');
+    // Before any CONNECT deadline freed a slot, the daemon let exactly the cap in and refused the rest.
+    const beforeAnyDeadline = Date.now() - startedAt < CONNECT_TIMEOUT_MS - TIMER_SLACK_MS;
     await new Promise((r) => setTimeout(r, 200)); // for the refusals to reach the peers
     const pastTheCap = peers.filter((peer) => !peer.isClosed()).length;
     for (const [i, peer] of peers.entries()) peer.write(connectPacket({ clientId: `flood-${i}`, password: keys[i] }));
@@ -379,7 +381,8 @@ describe('hostile input against one running daemon', { timeout: 120_000 }, () =>
     await sampler;
     assert.ok(pastTheCap > 0 && pastTheCap <= MAX_CONNECTIONS_PER_ADDRESS, `${pastTheCap} flood sockets were let in`);
     assert.ok(peak - others <= MAX_CONNECTIONS_PER_ADDRESS, `the daemon counted ${peak - others} flood sockets open at once`);
-    assert.ok((await refusedNow()) >= keys.length - MAX_CONNECTIONS_PER_ADDRESS, `only ${await refusedNow()} sockets refused by the cap`);
+    if (beforeAnyDeadline) assert.equal(await refusedNow(), keys.length - MAX_CONNECTIONS_PER_ADDRESS, 'sockets refused by the cap');
+    else assert.ok((await refusedNow()) > 0, 'the cap refused no flood socket');
     // Past the cap: refused as a wrong key (4), blocked after AUTH_BLOCK_AFTER_FAILURES (5), or
     // cut at the CONNECT deadline while its failure was being delayed (no CONNACK).
     const codes = new Set(settled.map((o) => connackCode(o.received)));
@@ -742,3 +745,4 @@ describe('hostile input against one running daemon', { timeout: 120_000 }, () =>
     assert.deepEqual(crashes.events, [], 'the daemon threw');
   });
 });
+

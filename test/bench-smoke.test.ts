@@ -48,10 +48,16 @@ test('bench quick mode: every scenario reports figures, ceilings and ratios', { 
       }
       assert.ok(Object.keys(scenario.cpu).length > 0, `${name} records CPU use`);
     }
-    const bulk = report.scenarios.bulk!.details as { expectedRows: { heartRate: number; quantity: number }; rows: { heartRate: number; quantity: number }; status: string };
+    const bulk = report.scenarios.bulk!.details as {
+      expectedRows: { heartRate: number; quantity: number };
+      rows: { heartRate: number; quantity: number };
+      status: string;
+      ceilingRowDifferences: string[];
+    };
     assert.equal(bulk.status, 'processed');
     assert.deepEqual(bulk.rows, bulk.expectedRows, 'every row of the bulk payload arrived');
     assert.ok(bulk.rows.heartRate > 0 && bulk.rows.quantity > 0);
+    assert.deepEqual(bulk.ceilingRowDifferences, [], 'the ceiling writes the same rows as the daemon');
     const small = report.scenarios.smallMessages!.figures.find((f) => f.id === 'small.messagesPerSecond')!;
     assert.ok(small.value > 0, 'the daemon acknowledged small messages');
   } finally {

@@ -4,6 +4,7 @@ import { ensurePartitions, openCeilingClients, resetSampleTables, writeCeiling, 
 import { BULK_START_UTC_MS, bulkColumns, bulkMonths, bulkRowCounts, type BulkSpec } from './hae-payload.js';
 import { figure, type ScenarioResult } from './report.js';
 import { waitProcessed } from './rig.js';
+import { compareWithColumns } from './row-check.js';
 import type { CpuUse } from './machine.js';
 
 const CHUNK_ROWS = 20_000;
@@ -65,6 +66,8 @@ export async function runBulk(ctx: BenchContext): Promise<ScenarioResult> {
     const count = async (table: string) =>
       Number((await rig.sql.query<{ n: string }>(`SELECT count(*) AS n FROM ${table} WHERE ingestion_id = $1`, [processed.id])).rows[0]!.n);
     const rows = { heartRate: await count('heart_rate_samples'), quantity: await count('quantity_samples') };
+    const differences = await compareWithColumns(rig.sql, processed.id, cols);
+    if (differences.length > 0) log(`scenario 1: the ceiling's rows differ from the daemon's: ${differences.join('; ')}`);
     const seconds = (processed.seenAt - published.t0) / 1000;
     const pubackSeconds = (published.tAck - published.t0) / 1000;
     const rate = options.samples / seconds;
@@ -99,6 +102,8 @@ export async function runBulk(ctx: BenchContext): Promise<ScenarioResult> {
         expectedRows: expected,
         rows,
         allRowsArrived: rows.heartRate === expected.heartRate && rows.quantity === expected.quantity,
+        ceilingRowsMatchDaemon: differences.length === 0,
+        ceilingRowDifferences: differences,
         status: processed.status,
         secondsToCommitted: seconds,
         pubackSeconds,

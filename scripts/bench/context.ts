@@ -17,7 +17,7 @@ export interface BenchContext {
 export async function timed<T>(ctx: BenchContext, cpu: Record<string, CpuUse>, step: string, work: () => Promise<T>): Promise<T> {
   const { sql, db } = ctx.rig;
   if (!ctx.options.quick) {
-    const others = await waitForQuiet(sql, db.name, 15_000);
+    const others = await waitForQuiet(sql, db.name, 10_000);
     if (others >= 0.3) ctx.log(`${step}: other processes use ${others.toFixed(2)} cores; measuring anyway`);
   }
   const window = new CpuWindow(sql, db.name);

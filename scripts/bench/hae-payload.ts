@@ -28,7 +28,8 @@ const MINUTE_MS = 60_000;
 const DAY_MS = 86_400_000;
 
 // Starts of the timed scenarios' payloads: far apart, so that no payload revises another's rows.
-export const BULK_START_UTC_MS = Date.UTC(2024, 0, 1);
+// A week before the spring DST change, so that even a quick run has both offsets.
+export const BULK_START_UTC_MS = Date.UTC(2024, 2, 25);
 export const LARGE_MQTT_START_UTC_MS = Date.UTC(2020, 0, 1);
 export const LARGE_REST_START_UTC_MS = Date.UTC(2017, 0, 1);
 export const SMALL_START_UTC_MS = Date.UTC(2026, 0, 1);

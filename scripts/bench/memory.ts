@@ -78,9 +78,12 @@ async function soak(ctx: BenchContext, cpu: Record<string, CpuUse>) {
   const watch = new RssWatch(rig.daemon.pid!);
   try {
     log(`scenario 4: soak, ${options.mqttClients} clients for ${seconds} s`);
-    watch.start();
-    const started = performance.now() + 200; // the load starts 200 ms after run() is called
-    const result = await timed(ctx, cpu, 'soak', () => load.run(seconds));
+    let started = 0;
+    const result = await timed(ctx, cpu, 'soak', () => {
+      watch.start();
+      started = performance.now() + 200; // the load starts 200 ms after run() is called
+      return load.run(seconds);
+    });
     const ended = started + seconds * 1000;
     watch.stop();
     const earlyAt = started + earlySeconds * 1000;

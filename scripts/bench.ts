@@ -32,12 +32,15 @@ async function run(options: BenchOptions): Promise<BenchReport> {
       durationSeconds: 0,
       scenarios: {},
       notes: ctx.notes,
+      daemonLogTail: [],
     };
     if (options.scenarios.has(1)) report.scenarios.bulk = await runBulk(ctx);
     if (options.scenarios.has(2)) report.scenarios.smallMessages = await runSmallMessages(ctx);
     if (options.scenarios.has(3)) report.scenarios.rest = await runRest(ctx);
     if (options.scenarios.has(4)) report.scenarios.memory = await runMemory(ctx);
     report.durationSeconds = Math.round((Date.now() - started) / 1000);
+    report.daemonLogTail = rig.daemon.logTail.slice(-20);
+    if (report.daemonLogTail.length > 0) ctx.notes.push(`the daemon logged ${rig.daemon.logTail.length} warning or error lines (the last ones are in the JSON)`);
     return report;
   } finally {
     await rig.close();

@@ -19,10 +19,7 @@ const PG_SETTINGS = ['shared_buffers', 'synchronous_commit', 'fsync', 'max_wal_s
 
 export async function machineFacts(sql: pg.Pool): Promise<MachineFacts> {
   const version = (await sql.query<{ v: string }>('SELECT version() AS v')).rows[0]!.v;
-  const { rows } = await sql.query<{ name: string; setting: string; unit: string | null }>(
-    'SELECT name, setting, unit FROM pg_settings WHERE name = ANY($1)',
-    [PG_SETTINGS],
-  );
+  const { rows } = await sql.query<{ name: string; setting: string }>('SELECT name, current_setting(name) AS setting FROM unnest($1::text[]) AS name', [PG_SETTINGS]);
   const cpus = os.cpus();
   return {
     date: new Date().toISOString(),
@@ -33,7 +30,7 @@ export async function machineFacts(sql: pg.Pool): Promise<MachineFacts> {
     node: process.version,
     platform: `${os.platform()} ${os.release()}`,
     loadAverageAtStart: os.loadavg().map((l) => Math.round(l * 100) / 100),
-    postgres: { version, settings: Object.fromEntries(rows.map((r) => [r.name, r.unit ? `${r.setting} ${r.unit}` : r.setting])) },
+    postgres: { version, settings: Object.fromEntries(rows.map((r) => [r.name, r.setting])) },
   };
 }
 

@@ -2,25 +2,15 @@
  * Child process: MQTT clients over WebSocket, each publishing a small payload at QoS 1 and
  * waiting for its PUBACK before the next (as fast as acknowledgements allow).
  */
-import mqtt, { type MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import { serveRequests, wallClockMs, type Request } from './child.js';
 import { smallPayload } from './hae-payload.js';
 import { Histogram, type HistogramData } from './latency.js';
+import { connectOnce, publishAcked } from './mqtt-client.js';
 
 const CONNECT_CONCURRENCY = 20;
 let clients: MqttClient[] = [];
 let tag = '';
-
-function open(url: string, key: string, id: string): Promise<MqttClient> {
-  return new Promise((resolve, reject) => {
-    const client = mqtt.connect(url, { clientId: id, username: 'bench', password: key, protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 30_000, keepalive: 60, clean: true });
-    client.once('connect', () => resolve(client));
-    client.once('error', (err) => {
-      client.end(true);
-      reject(err);
-    });
-  });
-}
 
 async function connect(req: Request): Promise<{ connected: number }> {
   const count = req.clients as number;
@@ -29,7 +19,7 @@ async function connect(req: Request): Promise<{ connected: number }> {
   const worker = async () => {
     while (next < count) {
       const i = next++;
-      clients.push(await open(req.url as string, req.key as string, `${tag}-${i}`));
+      clients.push(await connectOnce(req.url as string, req.key as string, `${tag}-${i}`));
     }
   };
   await Promise.all(Array.from({ length: Math.min(CONNECT_CONCURRENCY, count) }, worker));
@@ -59,7 +49,7 @@ async function run(req: Request): Promise<LoadResult> {
         const body = smallPayload(`${runTag}-${i}`, seq);
         const t = wallClockMs();
         try {
-          await client.publishAsync('health/bench/small', body, { qos: 1 });
+          await publishAcked(client, 'health/bench/small', body);
           const now = wallClockMs();
           histogram.record(now - t);
           if (now > lastAckAt) lastAckAt = now;

@@ -33,6 +33,8 @@ export interface BenchReport {
   durationSeconds: number;
   scenarios: Partial<Record<'bulk' | 'smallMessages' | 'rest' | 'memory', ScenarioResult>>;
   notes: string[];
+  /** The daemon's last log lines (LOG_LEVEL=warn: warnings and errors only), to explain an odd figure. */
+  daemonLogTail: string[];
 }
 
 export function figure(f: Omit<Figure, 'ratio'>): Figure {

@@ -4,9 +4,9 @@
  */
 import { createHash } from 'node:crypto';
 import http from 'node:http';
-import mqtt from 'mqtt';
 import { serveRequests, wallClockMs, type Request } from './child.js';
 import { bulkPayloadJson, type BulkSpec } from './hae-payload.js';
+import { connectOnce, publishAcked } from './mqtt-client.js';
 
 let payload: Buffer | null = null;
 
@@ -26,21 +26,10 @@ function bytesPerSample(req: Request): number {
 
 async function publishMqtt(req: Request): Promise<{ t0: number; tAck: number }> {
   if (!payload) throw new Error('no payload built');
-  const client = mqtt.connect(req.url as string, {
-    username: 'bench',
-    password: req.key as string,
-    protocolVersion: 4,
-    reconnectPeriod: 0,
-    connectTimeout: 30_000,
-    clean: true,
-  });
-  await new Promise<void>((resolve, reject) => {
-    client.once('connect', () => resolve());
-    client.once('error', reject);
-  });
+  const client = await connectOnce(req.url as string, req.key as string);
   try {
     const t0 = wallClockMs();
-    await client.publishAsync(req.topic as string, payload, { qos: 1 });
+    await publishAcked(client, req.topic as string, payload);
     return { t0, tAck: wallClockMs() };
   } finally {
     await client.endAsync();

@@ -5,7 +5,7 @@ import { LARGE_MQTT_START_UTC_MS, LARGE_REST_START_UTC_MS, type BulkSpec } from 
 import type { CpuUse } from './machine.js';
 import { MqttLoad } from './mqtt-load.js';
 import { figure, type Figure, type ScenarioResult } from './report.js';
-import { waitProcessed } from './rig.js';
+import { waitDrained, waitProcessed } from './rig.js';
 import { RssWatch, rssMiB } from './rss.js';
 
 const PEAK_LIMIT_MIB = 600;
@@ -90,7 +90,21 @@ async function soak(ctx: BenchContext, cpu: Record<string, CpuUse>) {
     const early = watch.meanBetween(earlyAt - windowSeconds * 1000, earlyAt);
     const end = watch.meanBetween(ended - windowSeconds * 1000, ended);
     log(`scenario 4: soak RSS ${early.toFixed(0)} MiB after ${earlySeconds} s, ${end.toFixed(0)} MiB after ${seconds} s`);
-    return { seconds, earlySeconds, windowSeconds, early, end, messages: result.acked, messagesPerSecond: Math.round(result.messagesPerSecond), errors: result.errors };
+    const backlog = await waitDrained(rig.sql, 120_000);
+    return {
+      seconds,
+      earlySeconds,
+      windowSeconds,
+      early,
+      end,
+      messages: result.acked,
+      messagesPerSecond: Math.round(result.messagesPerSecond),
+      errors: result.errors,
+      pubackP99Ms: Math.round(result.latency.p99Ms * 10) / 10,
+      backlogSeconds: Math.round(backlog.seconds * 10) / 10,
+      backlogDrained: backlog.drained,
+      unprocessedAfterBacklogWait: backlog.pending,
+    };
   } finally {
     watch.stop();
     await load.close();

@@ -84,3 +84,22 @@ export async function waitProcessed(
     await new Promise((r) => setTimeout(r, intervalMs));
   }
 }
+
+/**
+ * Waits until the daemon has processed every payload it acknowledged (none left 'received'),
+ * so that its background work does not eat into the next measurement; answers how long it took.
+ */
+export async function waitDrained(sql: pg.Pool, timeoutMs: number): Promise<{ seconds: number; drained: boolean; pending: number }> {
+  const started = performance.now();
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { rows } = await sql.query<{ pending: boolean }>("SELECT EXISTS (SELECT 1 FROM raw_ingestions WHERE status = 'received') AS pending");
+    const seconds = (performance.now() - started) / 1000;
+    if (!rows[0]!.pending) return { seconds, drained: true, pending: 0 };
+    if (Date.now() > deadline) {
+      const { rows: left } = await sql.query<{ n: string }>("SELECT count(*) AS n FROM raw_ingestions WHERE status = 'received'");
+      return { seconds, drained: false, pending: Number(left[0]!.n) };
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

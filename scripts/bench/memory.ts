@@ -5,7 +5,7 @@ import { LARGE_MQTT_START_UTC_MS, LARGE_REST_START_UTC_MS, type BulkSpec } from 
 import type { CpuUse } from './machine.js';
 import { MqttLoad } from './mqtt-load.js';
 import { figure, type Figure, type ScenarioResult } from './report.js';
-import { waitDrained, waitProcessed } from './rig.js';
+import { restartDaemon, waitDrained, waitProcessed } from './rig.js';
 import { RssWatch, rssMiB } from './rss.js';
 
 const PEAK_LIMIT_MIB = 600;
@@ -32,6 +32,7 @@ async function largePayload(ctx: BenchContext, cpu: Record<string, CpuUse>, send
   const perSample = await sender.request<number>({ type: 'bytesPerSample', spec: { samples: 0, startUtcMs } });
   const spec: BulkSpec = { samples: Math.round(options.largePayloadBytes / perSample), startUtcMs };
   const built = await sender.request<{ bytes: number; sha256: string }>({ type: 'build', spec });
+  await restartDaemon(rig);
   const pid = rig.daemon.pid!;
   const idleRssMiB = rssMiB(pid) ?? NaN;
   const watch = new RssWatch(pid);
@@ -74,6 +75,7 @@ async function soak(ctx: BenchContext, cpu: Record<string, CpuUse>) {
   const seconds = options.soakMinutes * 60;
   const earlySeconds = Math.min(60, seconds / 2);
   const windowSeconds = Math.min(10, seconds / 10);
+  await restartDaemon(rig);
   const load = await MqttLoad.open(rig.daemon.wsUrl, rig.key, options.mqttClients, 'bench-soak');
   const watch = new RssWatch(rig.daemon.pid!);
   try {
@@ -111,7 +113,10 @@ async function soak(ctx: BenchContext, cpu: Record<string, CpuUse>) {
   }
 }
 
-/** Scenario 4: the daemon's memory: peak RSS for one large payload per transport, and RSS growth under a soak. */
+/**
+ * Scenario 4: the daemon's memory: peak RSS for one large payload per transport, and RSS growth
+ * under a soak. Each of the three starts with a freshly restarted daemon.
+ */
 export async function runMemory(ctx: BenchContext): Promise<ScenarioResult> {
   const cpu: Record<string, CpuUse> = {};
   const sender = BenchChild.start('sender-child.js', 'payload sender', { maxOldSpaceMiB: 4096 });

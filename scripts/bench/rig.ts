@@ -103,3 +103,14 @@ export async function waitDrained(sql: pg.Pool, timeoutMs: number): Promise<{ se
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+/**
+ * Restarts the daemon (SIGTERM, then the same command, DATA_DIR, database and ports), so that a
+ * memory measurement starts from a fresh process and not from what earlier scenarios left in its heap.
+ */
+export async function restartDaemon(rig: Rig): Promise<void> {
+  await waitDrained(rig.sql, 300_000);
+  const code = await rig.daemon.stop(30_000);
+  if (code !== 0) throw new Error(`the daemon exited with ${code ?? 'a signal'} on SIGTERM; last log lines:\n${rig.daemon.logTail.slice(-20).join('\n')}`);
+  await rig.daemon.start(90_000);
+}

@@ -53,9 +53,9 @@ async function adminQuery(adminUrl: string, sql: string): Promise<void> {
   }
 }
 
-export async function createRunDatabase(env: NodeJS.ProcessEnv): Promise<RunDatabase> {
+export async function createRunDatabase(env: NodeJS.ProcessEnv, prefix = 'ss_chaos'): Promise<RunDatabase> {
   const server = await openServer(env);
-  const name = `ss_chaos_${process.pid}_${randomBytes(4).toString('hex')}`;
+  const name = `${prefix}_${process.pid}_${randomBytes(4).toString('hex')}`;
   try {
     await adminQuery(server.adminUrl, `CREATE DATABASE ${name}`);
   } catch (err) {

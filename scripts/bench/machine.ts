@@ -1,0 +1,177 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import type pg from 'pg';
+
+/** Facts about where the figures were measured, recorded beside them. */
+export interface MachineFacts {
+  date: string;
+  hostname: string;
+  cores: number;
+  cpuModel: string;
+  memoryGiB: number;
+  node: string;
+  platform: string;
+  loadAverageAtStart: number[];
+  postgres: { version: string; settings: Record<string, string> };
+}
+
+const PG_SETTINGS = ['shared_buffers', 'synchronous_commit', 'fsync', 'max_wal_size', 'wal_level'];
+
+export async function machineFacts(sql: pg.Pool): Promise<MachineFacts> {
+  const version = (await sql.query<{ v: string }>('SELECT version() AS v')).rows[0]!.v;
+  const { rows } = await sql.query<{ name: string; setting: string }>('SELECT name, current_setting(name) AS setting FROM unnest($1::text[]) AS name', [PG_SETTINGS]);
+  const cpus = os.cpus();
+  return {
+    date: new Date().toISOString(),
+    hostname: os.hostname(),
+    cores: cpus.length,
+    cpuModel: cpus[0]?.model.trim() ?? 'unknown',
+    memoryGiB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
+    node: process.version,
+    platform: `${os.platform()} ${os.release()}`,
+    loadAverageAtStart: os.loadavg().map((l) => Math.round(l * 100) / 100),
+    postgres: { version, settings: Object.fromEntries(rows.map((r) => [r.name, r.setting])) },
+  };
+}
+
+// USER_HZ: /proc reports CPU time in 1/100 s on every Linux we run on.
+const TICKS_PER_SECOND = 100;
+
+interface ProcessTimes {
+  ppid: number;
+  comm: string;
+  seconds: number;
+}
+
+function machineBusySeconds(): number {
+  try {
+    const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    // user nice system idle iowait irq softirq steal: everything but idle and iowait is busy.
+    const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = fields;
+    return (user + nice + system + irq + softirq + steal) / TICKS_PER_SECOND;
+  } catch {
+    return NaN;
+  }
+}
+
+function processTimes(): Map<number, ProcessTimes> {
+  const all = new Map<number, ProcessTimes>();
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return all;
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const close = stat.lastIndexOf(')');
+      const rest = stat.slice(close + 2).split(' ');
+      all.set(Number(entry), {
+        comm: stat.slice(stat.indexOf('(') + 1, close),
+        ppid: Number(rest[1]),
+        seconds: (Number(rest[11]) + Number(rest[12])) / TICKS_PER_SECOND,
+      });
+    } catch {
+      // The process ended between readdir and read.
+    }
+  }
+  return all;
+}
+
+/** This process and every process below it (the daemon, load generators, an embedded PostgreSQL). */
+function ownTree(all: Map<number, ProcessTimes>): Set<number> {
+  const tree = new Set<number>([process.pid]);
+  let grew = true;
+  while (grew) {
+    grew = false;
+    for (const [pid, p] of all) {
+      if (!tree.has(pid) && tree.has(p.ppid)) {
+        tree.add(pid);
+        grew = true;
+      }
+    }
+  }
+  return tree;
+}
+
+export interface CpuUse {
+  seconds: number;
+  /** Every core's busy time over the window, in cores (2.0 = both cores of a 2-core machine). */
+  machineBusyCores: number;
+  /** The bench, its children (daemon, generators) and the run database's backends. */
+  benchCores: number;
+  /** Other PostgreSQL processes: other databases' backends and the server's shared workers (WAL writer, checkpointer). */
+  otherPostgresCores: number;
+  /** Everything else: other people's work on a shared machine. */
+  otherCores: number;
+}
+
+/**
+ * CPU used during a measurement, split into ours and everybody else's, so that a figure taken
+ * while someone else was busy can be recognised. Our database backends are found by name.
+ */
+export class CpuWindow {
+  readonly #sql: pg.Pool;
+  readonly #database: string;
+  #t0 = 0;
+  #busy0 = 0;
+  #times0 = new Map<number, ProcessTimes>();
+  #backends0 = new Set<number>();
+
+  constructor(sql: pg.Pool, database: string) {
+    this.#sql = sql;
+    this.#database = database;
+  }
+
+  async #backendPids(): Promise<Set<number>> {
+    const { rows } = await this.#sql.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE datname = $1', [this.#database]);
+    return new Set(rows.map((r) => r.pid));
+  }
+
+  async start(): Promise<void> {
+    this.#backends0 = await this.#backendPids();
+    this.#times0 = processTimes();
+    this.#busy0 = machineBusySeconds();
+    this.#t0 = performance.now();
+  }
+
+  async stop(): Promise<CpuUse> {
+    const seconds = (performance.now() - this.#t0) / 1000;
+    const busy = machineBusySeconds() - this.#busy0;
+    const times1 = processTimes();
+    const ours = new Set([...ownTree(times1), ...ownTree(this.#times0), ...this.#backends0, ...(await this.#backendPids())]);
+    let bench = 0;
+    let otherPostgres = 0;
+    for (const [pid, p1] of times1) {
+      const p0 = this.#times0.get(pid);
+      const used = p1.seconds - (p0 && p0.comm === p1.comm ? p0.seconds : 0);
+      if (ours.has(pid)) bench += used;
+      else if (p1.comm === 'postgres') otherPostgres += used;
+    }
+    const cores = (s: number) => Math.round((s / seconds) * 100) / 100;
+    return {
+      seconds: Math.round(seconds * 100) / 100,
+      machineBusyCores: cores(busy),
+      benchCores: cores(bench),
+      otherPostgresCores: cores(otherPostgres),
+      otherCores: cores(Math.max(0, busy - bench - otherPostgres)),
+    };
+  }
+}
+
+/** Waits (at most maxWaitMs) for a second in which other tenants use less than `cores`; answers what it saw last. */
+export async function waitForQuiet(sql: pg.Pool, database: string, maxWaitMs: number, cores = 0.3): Promise<number> {
+  const deadline = Date.now() + maxWaitMs;
+  let seen = 0;
+  do {
+    const w = new CpuWindow(sql, database);
+    await w.start();
+    await new Promise((r) => setTimeout(r, 1000));
+    const use = await w.stop();
+    seen = use.otherCores + use.otherPostgresCores;
+    if (seen < cores) return seen;
+  } while (Date.now() < deadline);
+  return seen;
+}

@@ -1,0 +1,69 @@
+import { BenchChild, wallClockMs } from './child.js';
+import { Histogram, type LatencySummary } from './latency.js';
+import type { LoadResult } from './mqtt-load-child.js';
+
+export interface MqttLoadResult {
+  clients: number;
+  seconds: number;
+  acked: number;
+  messagesPerSecond: number;
+  errors: number;
+  firstError: string | null;
+  latency: LatencySummary;
+}
+
+let rounds = 0;
+
+/**
+ * `clients` MQTT connections over WebSocket split over two generator processes (so the generator
+ * does not starve on one core), all starting together and publishing for `seconds`.
+ */
+export class MqttLoad {
+  readonly #children: BenchChild[];
+  readonly #clients: number;
+
+  private constructor(children: BenchChild[], clients: number) {
+    this.#children = children;
+    this.#clients = clients;
+  }
+
+  static async open(url: string, key: string, clients: number, tag: string): Promise<MqttLoad> {
+    const children = [0, 1].map((i) => BenchChild.start('mqtt-load-child.js', `mqtt load generator ${i + 1}`));
+    const load = new MqttLoad(children, clients);
+    try {
+      const counts = children.map((_, i) => Math.floor(clients / 2) + (i < clients % 2 ? 1 : 0));
+      await Promise.all(children.map((c, i) => c.request({ type: 'connect', url, key, clients: counts[i], tag: `${tag}-g${i}` })));
+    } catch (err) {
+      await load.close();
+      throw err;
+    }
+    return load;
+  }
+
+  get pids(): number[] {
+    return this.#children.map((c) => c.pid);
+  }
+
+  async run(seconds: number): Promise<MqttLoadResult> {
+    const round = ++rounds;
+    // A common start a little ahead, so both processes begin together.
+    const startAt = wallClockMs() + 200;
+    const parts = await Promise.all(this.#children.map((c) => c.request<LoadResult>({ type: 'run', startAt, durationMs: seconds * 1000, round })));
+    const histogram = Histogram.merge(parts.map((p) => p.histogram));
+    const elapsed = (Math.max(...parts.map((p) => p.lastAckAt)) - startAt) / 1000;
+    return {
+      clients: this.#clients,
+      seconds: elapsed,
+      acked: histogram.count,
+      messagesPerSecond: histogram.count / elapsed,
+      errors: parts.reduce((a, p) => a + p.errors, 0),
+      firstError: parts.map((p) => p.firstError).find((e) => e !== null) ?? null,
+      latency: histogram.summary(),
+    };
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.#children.map((c) => c.request({ type: 'close' }).catch(() => undefined)));
+    await Promise.all(this.#children.map((c) => c.stop()));
+  }
+}

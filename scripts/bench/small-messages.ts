@@ -1,0 +1,101 @@
+import { BenchChild } from './child.js';
+import { timed, type BenchContext } from './context.js';
+import type { CpuUse } from './machine.js';
+import { MqttLoad, type MqttLoadResult } from './mqtt-load.js';
+import { figure, type ScenarioResult } from './report.js';
+import { waitDrained } from './rig.js';
+
+/** Measures `url` under the load: a short warm-up (JIT, connection pools), then the timed run. */
+async function measure(ctx: BenchContext, cpu: Record<string, CpuUse>, step: string, url: string, key: string): Promise<MqttLoadResult & { backlogSeconds?: number; processedPerSecond?: number | null }> {
+  const { options, log } = ctx;
+  const load = await MqttLoad.open(url, key, options.mqttClients, `bench-${step.replace(/\W+/g, '-')}`);
+  try {
+    await load.run(Math.min(3, options.durationSeconds / 2));
+    const result = await timed(ctx, cpu, step, () => load.run(options.durationSeconds));
+    log(`scenario 2: ${step}: ${Math.round(result.messagesPerSecond)} msg/s, PUBACK p50 ${result.latency.p50Ms.toFixed(1)} ms, p99 ${result.latency.p99Ms.toFixed(1)} ms, ${result.errors} errors`);
+    if (url !== ctx.rig.daemon.wsUrl) return result;
+    // Acknowledged means stored, not yet processed: how far processing lagged behind the acks.
+    const backlog = await waitDrained(ctx.rig.sql, 300_000);
+    log(`scenario 2: the daemon finished processing ${backlog.seconds.toFixed(1)} s after the load ended`);
+    return {
+      ...result,
+      backlogSeconds: Math.round(backlog.seconds * 10) / 10,
+      // What the daemon sustains end to end: acknowledged and also processed.
+      processedPerSecond: backlog.drained ? Math.round(result.acked / (result.seconds + backlog.seconds)) : null,
+    };
+  } finally {
+    await load.close();
+  }
+}
+
+const rounded = (r: MqttLoadResult & { backlogSeconds?: number; processedPerSecond?: number | null }) => ({
+  ...r,
+  seconds: Math.round(r.seconds * 100) / 100,
+  messagesPerSecond: Math.round(r.messagesPerSecond),
+  latency: Object.fromEntries(Object.entries(r.latency).map(([k, v]) => [k, Math.round(v * 100) / 100])),
+});
+
+/** Scenario 2: many clients sending small payloads at QoS 1, each waiting for its PUBACK; against a bare Aedes broker. */
+export async function runSmallMessages(ctx: BenchContext): Promise<ScenarioResult> {
+  const { rig, options } = ctx;
+  const cpu: Record<string, CpuUse> = {};
+  const bare = BenchChild.start('bare-broker-child.js', 'bare broker');
+  try {
+    const { port } = await bare.request<{ port: number }>({ type: 'start' });
+    const daemon = await measure(ctx, cpu, 'daemon', rig.daemon.wsUrl, rig.key);
+    const ceiling = await measure(ctx, cpu, 'bare broker', `ws://127.0.0.1:${port}/mqtt`, 'none');
+    const label = `${options.mqttClients} clients, 1-10 samples, QoS 1`;
+    const result: ScenarioResult = {
+      name: '2 small messages',
+      cpu,
+      figures: [
+        figure({
+          id: 'small.messagesPerSecond',
+          label: `${label}: acked messages`,
+          value: daemon.messagesPerSecond,
+          unit: 'msg/s',
+          better: 'higher',
+          ceiling: { value: ceiling.messagesPerSecond, label: 'bare Aedes' },
+          target: { rule: '>= 50 % of ceiling', pass: daemon.messagesPerSecond >= 0.5 * ceiling.messagesPerSecond },
+        }),
+        figure({
+          id: 'small.pubackP50Ms',
+          label: `${label}: PUBACK p50`,
+          value: daemon.latency.p50Ms,
+          unit: 'ms',
+          better: 'lower',
+          ceiling: { value: ceiling.latency.p50Ms, label: 'bare Aedes' },
+          target: null,
+        }),
+        figure({
+          id: 'small.pubackP99Ms',
+          label: `${label}: PUBACK p99`,
+          value: daemon.latency.p99Ms,
+          unit: 'ms',
+          better: 'lower',
+          ceiling: { value: ceiling.latency.p99Ms, label: 'bare Aedes' },
+          target: { rule: '<= 50 ms', pass: daemon.latency.p99Ms <= 50 },
+        }),
+      ],
+      details: { daemon: rounded(daemon), bareBroker: rounded(ceiling), generatorProcesses: 2 },
+    };
+    if (typeof daemon.processedPerSecond === 'number') {
+      result.figures.splice(
+        1,
+        0,
+        figure({
+          id: 'small.processedPerSecond',
+          label: `${label}: acked and processed`,
+          value: daemon.processedPerSecond,
+          unit: 'msg/s',
+          better: 'higher',
+          ceiling: { value: ceiling.messagesPerSecond, label: 'bare Aedes, acked' },
+          target: null,
+        }),
+      );
+    } else ctx.notes.push('scenario 2: the daemon did not finish processing the acknowledged messages within 300 s');
+    return result;
+  } finally {
+    await bare.stop();
+  }
+}

@@ -2,9 +2,10 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import mqtt, { type MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import { KeyStore } from '../src/auth/key-store.js';
 import { count, startTestApp, waitFor, type TestApp } from './helpers/app.js';
+import { connectMqtt as connect } from './helpers/mqtt-connect.js';
 
 /** Every log line the daemon writes, to search for secrets. */
 class LogCapture extends Writable {
@@ -18,16 +19,6 @@ class LogCapture extends Writable {
 const payload = (qty: number) =>
   JSON.stringify({ data: { metrics: [{ name: 'step_count', units: 'count', data: [{ date: '2025-04-01 12:00:00 +0200', qty, source: 'Watch' }] }] } });
 
-function connect(url: string, password: string, extra: mqtt.IClientOptions = {}): Promise<MqttClient> {
-  return new Promise((resolve, reject) => {
-    const client = mqtt.connect(url, { username: 'phone', password, reconnectPeriod: 0, connectTimeout: 5_000, ...extra });
-    client.once('connect', () => resolve(client));
-    client.once('error', (err) => {
-      client.end(true);
-      reject(err);
-    });
-  });
-}
 
 /** The CONNACK return code of a refused connection. */
 async function refusedCode(url: string, password: string): Promise<number | undefined> {

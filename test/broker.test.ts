@@ -24,6 +24,7 @@ import type {
   IngestSink,
 } from '../broker/types.js';
 import { createLogger } from '../src/log.js';
+import { waitUntil as waitFor } from './helpers/mqtt-broker.js';
 import { Metrics } from '../src/metrics.js';
 
 // A hung wait should fail its test, not the whole run.
@@ -171,13 +172,6 @@ function closed(client: MqttClient, timeoutMs = 5000): Promise<void> {
   });
 }
 
-async function waitFor(condition: () => boolean, timeoutMs = 3000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await delay(10);
-  }
-}
 
 /** Narrow view of a prom-client Counter/Gauge, enough to read one labelled value. */
 interface Readable {

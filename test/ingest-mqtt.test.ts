@@ -3,23 +3,14 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import mqtt, { type MqttClient } from 'mqtt';
+import mqtt from 'mqtt';
 import pg from 'pg';
 import { count, startTestApp, waitFor, type TestApp } from './helpers/app.js';
 import { allFixtures, expectedCounts, fixturePath, readFixture, sampleTableByLabel } from './helpers/fixtures.js';
+import { connectMqtt as connect } from './helpers/mqtt-connect.js';
 
 const run = promisify(execFile);
 
-function connect(url: string, password: string, extra: mqtt.IClientOptions = {}): Promise<MqttClient> {
-  return new Promise((resolve, reject) => {
-    const client = mqtt.connect(url, { username: 'phone', password, reconnectPeriod: 0, connectTimeout: 5_000, ...extra });
-    client.once('connect', () => resolve(client));
-    client.once('error', (err) => {
-      client.end(true);
-      reject(err);
-    });
-  });
-}
 
 const tinyPayload = (qty: number, day = '2025-04-01') =>
   JSON.stringify({ data: { metrics: [{ name: 'step_count', units: 'count', data: [{ date: `${day} 12:00:00 +0200`, qty, source: 'Watch' }] }] } });

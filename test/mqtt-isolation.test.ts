@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
-import mqtt, { type MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import { parseKey } from '../src/auth/key-format.js';
 import { count, startTestApp, type TestApp } from './helpers/app.js';
 import { expectedCounts, readFixture, sampleTableByLabel } from './helpers/fixtures.js';
 import { connected, metricValue, mqttClient, startBroker, subackCodes } from './helpers/mqtt-broker.js';
+import { connectMqtt as connect } from './helpers/mqtt-connect.js';
 
 const limit = { timeout: 20_000 };
 
@@ -134,16 +135,6 @@ async function waitForLength(list: unknown[], n: number): Promise<void> {
 
 // ---------------------------------------------------------------- the whole daemon
 
-function connect(url: string, password: string, extra: mqtt.IClientOptions = {}): Promise<MqttClient> {
-  return new Promise((resolve, reject) => {
-    const client = mqtt.connect(url, { username: 'phone', password, reconnectPeriod: 0, connectTimeout: 5_000, ...extra });
-    client.once('connect', () => resolve(client));
-    client.once('error', (err) => {
-      client.end(true);
-      reject(err);
-    });
-  });
-}
 
 describe('the status topic against PostgreSQL', () => {
   let app: TestApp;

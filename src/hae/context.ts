@@ -15,9 +15,14 @@ export class ParseContext {
   readonly limits: ValidationLimits;
   readonly result: ParsedPayload;
   private readonly notStoredByKey = new Map<string, NotStoredEntry>();
+  private readonly mayContainNul: boolean;
+  /** The caller gives the input up: sections detach what they have read (see ParseOptions). */
+  readonly releaseInput: boolean;
 
-  constructor(now: Date, limits: ValidationLimits) {
+  constructor(now: Date, limits: ValidationLimits, options: { mayContainNul?: boolean; releaseInput?: boolean } = {}) {
     this.limits = limits;
+    this.mayContainNul = options.mayContainNul ?? true;
+    this.releaseInput = options.releaseInput ?? false;
     // An invalid `now` must not disable the range check (NaN compares false with everything).
     const safeNow = Number.isFinite(now.getTime()) ? now : new Date();
     this.bounds = dateBoundsAt(safeNow);
@@ -63,7 +68,7 @@ export class ParseContext {
    * the whole payload's transaction.
    */
   settle<K extends SampleKind>(kind: K, outcome: RowOf<K> | Problem, type: string, path: string, name: string | undefined): boolean {
-    const problem = outcome instanceof Problem ? outcome : nulProblem(outcome);
+    const problem = outcome instanceof Problem ? outcome : this.mayContainNul ? nulProblem(outcome) : null;
     if (problem) {
       this.rejectItem(kind, type, path, name, problem);
       return false;

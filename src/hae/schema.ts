@@ -61,6 +61,33 @@ export const heartRatePointSchema = z.looseObject({
 });
 export type HeartRatePoint = z.infer<typeof heartRatePointSchema>;
 
+const isOptionalNumber = (v: unknown): boolean => v === undefined || v === null || (typeof v === 'number' && Number.isFinite(v));
+const isOptionalString = (v: unknown): boolean => v === undefined || v === null || typeof v === 'string';
+
+/*
+ * The guards below accept exactly what their schema accepts for the common, valid point and let
+ * everything else go to zod (which then explains the problem). They exist because zod copies each
+ * point, and a payload holds up to a million of them.
+ */
+
+/** True when heartRatePointSchema would accept the point unchanged. */
+export function isValidHeartRatePoint(point: Record<string, unknown>): point is HeartRatePoint {
+  return (
+    isOptionalNumber(point['Min']) &&
+    isOptionalNumber(point['Avg']) &&
+    isOptionalNumber(point['Max']) &&
+    isOptionalNumber(point['qty']) &&
+    isOptionalString(point['source']) &&
+    isOptionalString(point['units'])
+  );
+}
+
+/** True when quantityPointSchema would accept the point unchanged. */
+export function isValidQuantityPoint(point: Record<string, unknown>): point is QuantityPoint {
+  const qty = point['qty'];
+  return typeof qty === 'number' && Number.isFinite(qty) && isOptionalString(point['source']) && isOptionalString(point['units']);
+}
+
 export const bloodPressurePointSchema = z.looseObject({
   date: dateField,
   systolic: z.number(),

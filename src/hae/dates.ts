@@ -171,7 +171,7 @@ function parseCanonical24h(s: string): Instant | null | undefined {
  */
 let lastLocalDate = '';
 function localDateOf(s: string): string {
-  if (!s.startsWith(lastLocalDate)) lastLocalDate = s.slice(0, 10);
+  if (lastLocalDate === '' || !s.startsWith(lastLocalDate)) lastLocalDate = s.slice(0, 10);
   return lastLocalDate;
 }
 

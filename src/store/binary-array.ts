@@ -151,7 +151,7 @@ export class BinaryArrayWriter {
 
 /** Days from 2000-01-01 to a `YYYY-MM-DD` calendar date. */
 function daysSincePgEpoch(date: string): number {
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(date)) throw new Error(`not a YYYY-MM-DD date: ${JSON.stringify(date)}`);
   const ms = Date.UTC(Number(date.slice(0, 4)), Number(date.slice(5, 7)) - 1, Number(date.slice(8, 10)));
-  if (!Number.isFinite(ms)) throw new Error(`not a calendar date: ${date}`);
   return Math.round((ms - PG_EPOCH_MS) / MS_PER_DAY);
 }

@@ -5,6 +5,7 @@
  *
  * Run: TEST_DATABASE_URL=postgres://… npx tsc -p tsconfig.json &&
  *   node dist/scripts/measure-ingest.js [mqtt|rest|rest-gzip] [samples=1000000] [runs=1] [ceiling=yes|no]
+ *   node dist/scripts/measure-ingest.js small [messages=20000]   (RSS over many small payloads)
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -164,8 +165,41 @@ async function ceiling(dbUrl: string, cols: Columns, userId: string): Promise<nu
   return ms;
 }
 
+/** Many small payloads (distinct, ~2 KB), in bursts; RSS after each burst shows whether memory grows. */
+async function smallMessages(count: number): Promise<void> {
+  const child: ChildProcess = fork(new URL(import.meta.url).pathname, ['daemon']);
+  const info = await new Promise<{ wsUrl: string; dbUrl: string; key: string }>((resolve) => child.once('message', resolve as never));
+  const client = await mqtt.connectAsync(info.wsUrl, { username: 'bench', password: info.key, reconnectPeriod: 0 });
+  const rss = (): number => Math.round(Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))![1]) / 1024);
+  const burst = 1_000;
+  const line: number[] = [];
+  const t0 = performance.now();
+  for (let sent = 0; sent < count; sent += burst) {
+    await Promise.all(
+      Array.from({ length: burst }, (_, k) => {
+        const i = sent + k;
+        const data = Array.from({ length: 20 }, (_, j) => `{"date":"${haeDate(BASE + (i * 20 + j) * 60_000, 60)[0]}","qty":${j},"source":"Anna’s iPhone"}`);
+        return client.publishAsync('health/bench', `{"data":{"metrics":[{"name":"step_count","units":"count","data":[${data.join(',')}]}]}}`, { qos: 1 });
+      }),
+    );
+    line.push(rss());
+  }
+  const pool = new pg.Pool({ connectionString: info.dbUrl, max: 1 });
+  for (;;) {
+    const { rows } = await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM raw_ingestions WHERE status = 'processed'`);
+    if (rows[0]!.n === count) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  await pool.end();
+  console.log(JSON.stringify({ mode: 'small', messages: count, seconds: +((performance.now() - t0) / 1000).toFixed(1), rssMbAfterEachThousand: line, rssMbAtEnd: rss() }));
+  await client.endAsync();
+  child.send({ stop: true });
+  await new Promise((r) => child.once('exit', r));
+}
+
 async function main(): Promise<void> {
   const [mode = 'mqtt', samplesArg = '1000000', runsArg = '1', ceilingArg = 'yes'] = process.argv.slice(2);
+  if (mode === 'small') return smallMessages(Number(samplesArg));
   const samples = Number(samplesArg);
   const { payload, cols } = generate(samples);
   console.error(`payload: ${samples} samples, ${(payload.length / 1e6).toFixed(1)} MB`);

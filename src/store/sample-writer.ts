@@ -85,8 +85,10 @@ function deduplicate<R>(table: SampleTable<R>, rows: readonly R[]): readonly R[]
 
 /** The columns of rows[start…end) as binary arrays, end cut by row count or by size. */
 function encodeChunk<R>(columns: readonly Column<R>[], rows: readonly R[], start: number, maxRows: number, maxBytes: number): { arrays: Buffer[]; end: number } {
-  const writers = columns.map((c) => new BinaryArrayWriter(elementType(c)));
   const limit = Math.min(rows.length, start + maxRows);
+  // Sized for the rows at hand (a small payload's columns need a few bytes, not 64 KB each); grows.
+  const initialBytes = Math.min(64 * 1024, 64 + (limit - start) * 16);
+  const writers = columns.map((c) => new BinaryArrayWriter(elementType(c), initialBytes));
   let end = start;
   let bytes = 0;
   while (end < limit && bytes < maxBytes) {

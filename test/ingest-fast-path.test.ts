@@ -148,6 +148,38 @@ describe('a payload larger than one chunk', () => {
   });
 });
 
+describe('duplicate keys inside one payload', () => {
+  const day = (i: number, offset = '+0000') => `2025-02-01 ${pad(Math.floor(i / 60))}:${pad(i % 60)}:00 ${offset}`;
+
+  test('collapse to the last one, whether or not the points are in time order', async () => {
+    const processor = new PayloadProcessor({ pool, partitions, chunkRows: 50, limits: defaultLimits });
+    const first = Array.from({ length: 300 }, (_, i) => ({ date: day(i), qty: i, source: 'P' }));
+    const again = Array.from({ length: 300 }, (_, i) => ({ date: day(i), qty: i + 1_000, source: 'P' }));
+    // The same metric twice (sorted runs), and heart rates from two watches at the same minutes.
+    const heart = Array.from({ length: 200 }, (_, i) => ({ date: day(i >> 1), Avg: 60 + i, source: i % 2 ? 'A' : 'B' }));
+    heart.push({ date: day(3), Avg: 150, source: 'A' }, { date: day(65, '+0100'), Avg: 151, source: 'B' });
+    const { result } = await processor.process('30', '31', {
+      data: {
+        metrics: [
+          { name: 'step_count', units: 'count', data: first },
+          { name: 'active_energy', units: 'kcal', data: first },
+          { name: 'step_count', units: 'count', data: again },
+          { name: 'heart_rate', units: 'count/min', data: heart },
+        ],
+      },
+    });
+    assert.deepEqual(result.counts.quantity, { received: 900, inserted: 600, updated: 0, unchanged: 300, rejected: 0 });
+    assert.deepEqual(result.counts.heart_rate, { received: 202, inserted: 200, updated: 0, unchanged: 2, rejected: 0 });
+    const steps = await pool.query<{ total: number }>(`SELECT sum(qty)::float8 AS total FROM quantity_samples WHERE user_id = 31 AND metric = 'step_count'`);
+    assert.equal(steps.rows[0]!.total, (299 * 300) / 2 + 300 * 1_000);
+    const replaced = await pool.query<{ source: string; avg: number }>(
+      `SELECT source, avg_bpm AS avg FROM heart_rate_samples
+        WHERE user_id = 31 AND (start_time, source) IN (('2025-02-01 00:03:00+00', 'A'), ('2025-02-01 00:05:00+00', 'B')) ORDER BY source`,
+    );
+    assert.deepEqual(replaced.rows, [{ source: 'A', avg: 150 }, { source: 'B', avg: 151 }]);
+  });
+});
+
 describe('large bodies are parsed in pieces', () => {
   const tricky = {
     data: {

@@ -48,6 +48,12 @@ export interface SampleTable<R> {
   conflict: string[];
   time: (row: R) => number;
   key: (row: R) => string;
+  /**
+   * A part of `key` (`''` when none is needed) such that, with `time` also part of the key, rows
+   * of one group whose times strictly increase cannot share a key. Payloads list each metric's
+   * points in time order, so the writer can then skip building a million key strings.
+   */
+  keyGroup?: (row: R) => string;
   /** Caps the writer's chunk size for tables with large rows (one ECG reading is ~250 kB of text). */
   maxChunkRows?: number;
 }
@@ -93,6 +99,7 @@ export const quantityTable: SampleTable<QuantityRow> = {
   conflict: ['user_id', 'metric', 'start_time', 'source'],
   time: (r) => r.time.epochMs,
   key: (r) => `${r.metric}\u0000${r.time.epochMs}\u0000${r.source}`,
+  keyGroup: (r) => r.metric,
 };
 
 export const heartRateTable: SampleTable<HeartRateRow> = {
@@ -111,6 +118,7 @@ export const heartRateTable: SampleTable<HeartRateRow> = {
   conflict: ['user_id', 'start_time', 'source'],
   time: (r) => r.time.epochMs,
   key: (r) => `${r.time.epochMs}\u0000${r.source}`,
+  keyGroup: () => '',
 };
 
 export const bloodPressureTable: SampleTable<BloodPressureRow> = {
@@ -128,6 +136,7 @@ export const bloodPressureTable: SampleTable<BloodPressureRow> = {
   conflict: ['user_id', 'start_time', 'source'],
   time: (r) => r.time.epochMs,
   key: (r) => `${r.time.epochMs}\u0000${r.source}`,
+  keyGroup: () => '',
 };
 
 export const sleepTable: SampleTable<SleepRow> = {

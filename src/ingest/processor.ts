@@ -146,11 +146,14 @@ export class PayloadProcessor {
     payload.onRowsBuilt?.();
     const jobs = jobsOf(parsed);
     let totalRows = 0;
+    const partitionsReady: Array<Promise<void>> = [];
     for (const { table, rows } of jobs) {
       if (rows.length === 0) continue;
       totalRows += rows.length;
-      await this.#partitions.ensureMonths(table.table, monthsOf(rows, table.time));
+      // Tables side by side: a year of new months is a round trip and a CREATE TABLE each.
+      partitionsReady.push(this.#partitions.ensureMonths(table.table, monthsOf(rows, table.time)));
     }
+    await Promise.all(partitionsReady);
     const counts: Record<string, TypeCounts> = {};
     const rejections: ItemRejection[] = parsed.rejections.slice(0, MAX_REPORTED_REJECTIONS);
     const lanes = totalRows > this.#chunkRows ? this.#writeConnections : 1;

@@ -129,12 +129,13 @@ export class PayloadProcessor {
    * `\u0000` escape), which spares the per-row check.
    */
   async process(ingestionId: string, userId: string, json: unknown, options: { mayContainNul?: boolean } = {}): Promise<ProcessedPayload> {
-    return this.processPayload(ingestionId, userId, { json, mayContainNul: options.mayContainNul ?? true });
+    const parsed = parseHaePayload(json, { limits: this.#limits, mayContainNul: options.mayContainNul ?? true });
+    return this.#write(ingestionId, userId, parsed);
   }
 
   /**
-   * Like process(), but takes the parsed JSON out of `payload` once its rows are built, so that a
-   * large tree can be collected while the rows are written.
+   * Like process(), but consumes `payload`: the parsed JSON is taken apart while its rows are
+   * built and dropped, so that a large tree can be collected while the rows are written.
    */
   async processPayload(
     ingestionId: string,
@@ -144,6 +145,10 @@ export class PayloadProcessor {
     const parsed = parseHaePayload(payload.json, { limits: this.#limits, mayContainNul: payload.mayContainNul, releaseInput: true });
     payload.json = undefined;
     payload.onRowsBuilt?.();
+    return this.#write(ingestionId, userId, parsed);
+  }
+
+  async #write(ingestionId: string, userId: string, parsed: ParsedPayload): Promise<ProcessedPayload> {
     const jobs = jobsOf(parsed);
     let totalRows = 0;
     const partitionsReady: Array<Promise<void>> = [];

@@ -84,7 +84,9 @@ function generate(samples: number): { payload: Buffer; cols: Columns } {
 // ---- daemon child: the whole app on a fresh database; reports its addresses and a key ----
 async function daemonChild(): Promise<void> {
   const { startTestApp } = await import('../test/helpers/app.js');
-  const t = await startTestApp({ LOG_LEVEL: process.env.DAEMON_LOG_LEVEL ?? 'warn', PG_POOL_MAX: '8' });
+  // Settings for the daemon under test come from DAEMON_SETTINGS (JSON), e.g. '{"INGEST_CHUNK_ROWS":"50000"}'.
+  const extra = JSON.parse(process.env.DAEMON_SETTINGS ?? '{}') as Record<string, string>;
+  const t = await startTestApp({ LOG_LEVEL: process.env.DAEMON_LOG_LEVEL ?? 'warn', PG_POOL_MAX: '8', ...extra });
   const key = await t.createKey('bench');
   process.send!({ wsUrl: t.wsUrl, httpUrl: t.httpUrl, dbUrl: t.db.url, key });
   process.on('message', (m: { stop?: boolean }) => {

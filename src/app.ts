@@ -202,7 +202,14 @@ export class App {
     this.#ingest = new IngestService({
       pool: db.pool,
       raw: new RawIngestionStore(db.pool, { maxBatchBytes: config.ingest.rawBatchBytes }),
-      processor: new PayloadProcessor({ pool: db.pool, partitions, chunkRows: config.ingest.chunkRows, limits: config.validation }),
+      processor: new PayloadProcessor({
+        pool: db.pool,
+        partitions,
+        chunkRows: config.ingest.chunkRows,
+        limits: config.validation,
+        // Two writers keep both PostgreSQL and Node busy; one connection stays free for acknowledgements.
+        writeConnections: config.database.poolMax >= 3 ? 2 : 1,
+      }),
       logger: log.child({ component: 'ingest' }),
       metrics: this.metrics,
       options: { maxAttempts: config.ingest.maxAttempts, retryBaseMs: 1_000, maxQueuedBytes: config.ingest.maxQueuedBytes, jsonLimits: config.json },

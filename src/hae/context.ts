@@ -16,9 +16,14 @@ export class ParseContext {
   readonly limits: ValidationLimits;
   readonly result: ParsedPayload;
   private readonly notStoredByKey = new Map<string, NotStoredEntry>();
+  private readonly mayContainNul: boolean;
+  /** The caller gives the input up: sections detach what they have read (see ParseOptions). */
+  readonly releaseInput: boolean;
 
-  constructor(now: Date, limits: ValidationLimits) {
+  constructor(now: Date, limits: ValidationLimits, options: { mayContainNul?: boolean; releaseInput?: boolean } = {}) {
     this.limits = limits;
+    this.mayContainNul = options.mayContainNul ?? true;
+    this.releaseInput = options.releaseInput ?? false;
     // An invalid `now` must not disable the range check (NaN compares false with everything).
     const safeNow = Number.isFinite(now.getTime()) ? now : new Date();
     this.bounds = dateBoundsAt(safeNow);
@@ -64,7 +69,7 @@ export class ParseContext {
    * the whole payload's transaction.
    */
   settle<K extends SampleKind>(kind: K, outcome: RowOf<K> | Problem, type: string, path: string, name: string | undefined): boolean {
-    const problem = outcome instanceof Problem ? outcome : (nulProblem(outcome) ?? longTextProblem(outcome));
+    const problem = outcome instanceof Problem ? outcome : ((this.mayContainNul ? nulProblem(outcome) : null) ?? longTextProblem(outcome));
     if (problem) {
       this.rejectItem(kind, type, path, name, problem);
       return false;
@@ -111,7 +116,9 @@ export const MAX_TEXT_FIELD_BYTES = 1_024;
 /** A Problem when a text field of the row (not its nested metadata) is over MAX_TEXT_FIELD_BYTES. */
 function longTextProblem(row: unknown): Problem | null {
   if (row === null || typeof row !== 'object') return null;
-  for (const [field, value] of Object.entries(row)) {
+  // for…in rather than Object.entries: this runs for every sample, and rows are plain objects.
+  for (const field in row) {
+    const value = (row as Record<string, unknown>)[field];
     // Three bytes per UTF-16 unit at most: short strings need no byte count.
     if (typeof value !== 'string' || value.length * 3 <= MAX_TEXT_FIELD_BYTES) continue;
     const bytes = Buffer.byteLength(value, 'utf8');

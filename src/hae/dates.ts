@@ -161,7 +161,18 @@ function parseCanonical24h(s: string): Instant | null | undefined {
   const offsetAbs = offsetHours * 60 + offsetMins;
   if (offsetAbs > MAX_OFFSET_MINUTES) return null;
   const offsetMinutes = sign === 0x2d && offsetAbs !== 0 ? -offsetAbs : offsetAbs; // never -0
-  return buildInstant(century * 100 + yearOfCentury, month, day, hour, minute, second, 0, offsetMinutes, s.slice(0, 10));
+  return buildInstant(century * 100 + yearOfCentury, month, day, hour, minute, second, 0, offsetMinutes, localDateOf(s));
+}
+
+/**
+ * The first 10 characters, as the same string object as the previous call's when they are equal:
+ * consecutive samples mostly share a day, and a million rows would otherwise hold a million
+ * copies of it.
+ */
+let lastLocalDate = '';
+function localDateOf(s: string): string {
+  if (lastLocalDate === '' || !s.startsWith(lastLocalDate)) lastLocalDate = s.slice(0, 10);
+  return lastLocalDate;
 }
 
 /**

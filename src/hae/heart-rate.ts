@@ -1,5 +1,5 @@
 import type { MetricShape } from './metric-shape.js';
-import { heartRatePointSchema } from './schema.js';
+import { heartRatePointSchema, isValidHeartRatePoint, type HeartRatePoint } from './schema.js';
 import { checkDate, checkHeartRates, describeValue, isPlainObject, missingHeartRateProblem, Problem, problemFromZod, sourceOrEmpty } from './validate.js';
 
 /** `heart_rate` points `{date, Min, Avg, Max, source?}` (capitalised keys, §1.4). */
@@ -9,16 +9,21 @@ export const heartRateShape: MetricShape<'heartRate'> = {
     if (!isPlainObject(point)) {
       return new Problem(undefined, 'invalid_shape', `A ${metric.received} point must be an object but is ${describeValue(point)}`);
     }
-    const parsed = heartRatePointSchema.safeParse(point);
-    if (!parsed.success) return problemFromZod(parsed.error, point, `${metric.received} point`);
-    const { Min, Avg, Max, qty } = parsed.data;
+    let data: HeartRatePoint;
+    if (isValidHeartRatePoint(point)) data = point;
+    else {
+      const parsed = heartRatePointSchema.safeParse(point);
+      if (!parsed.success) return problemFromZod(parsed.error, point, `${metric.received} point`);
+      data = parsed.data;
+    }
+    const { Min, Avg, Max, qty } = data;
     const min = Min ?? null;
     const avg = Avg ?? null;
     const max = Max ?? null;
-    const time = checkDate(parsed.data.date, 'date', metric.bounds);
+    const time = checkDate(data.date, 'date', metric.bounds);
     if (time instanceof Problem) return time;
-    const source = sourceOrEmpty(parsed.data.source);
-    const units = parsed.data.units ?? metric.units;
+    const source = sourceOrEmpty(data.source);
+    const units = data.units ?? metric.units;
     if (min === null && avg === null && max === null) {
       // An instantaneous sample written as `qty` (unaggregated export): min = avg = max.
       if (qty === null || qty === undefined) return missingHeartRateProblem();

@@ -54,6 +54,7 @@ function parseMetricObject(raw: unknown, index: number, ctx: ParseContext): void
   const points = data ?? [];
   const shapeOf = shapeByMetric.get(canonicalName) ?? quantitySelector;
   for (let i = 0; i < points.length; i++) parsePoint(shapeOf(points[i]), points[i], metric, `${path}.data[${i}]`, ctx);
+  if (ctx.releaseInput) raw['data'] = null;
 }
 
 /** `data.metrics`: every metric object is read on its own; a bad one never hides the others. */

@@ -20,6 +20,16 @@ export interface ParseOptions {
   now?: Date;
   /** Medical and physical ranges; default `defaultLimits` (configuration may narrow them). */
   limits?: ValidationLimits;
+  /**
+   * False when the caller knows no string in the input contains U+0000 (its JSON text has no
+   * `\u0000` escape): the per-row search for it, a third of the parse time, is then skipped.
+   */
+  mayContainNul?: boolean;
+  /**
+   * True when the caller will not use the input again: each metric's points are detached from
+   * it once read (its `data` becomes null), so the parsed tree can shrink while rows are built.
+   */
+  releaseInput?: boolean;
 }
 
 /** Every key of `data` that HAE writes (§1.1), and its reader. */
@@ -55,7 +65,10 @@ function parseDataKey(key: string, value: unknown, ctx: ParseContext): void {
  * current time) only bounds future dates; `limits` (default `defaultLimits`) are the ranges.
  */
 export function parseHaePayload(input: unknown, options?: ParseOptions): ParsedPayload {
-  const ctx = new ParseContext(options?.now ?? new Date(), options?.limits ?? defaultLimits);
+  const ctx = new ParseContext(options?.now ?? new Date(), options?.limits ?? defaultLimits, {
+    mayContainNul: options?.mayContainNul ?? true,
+    releaseInput: options?.releaseInput ?? false,
+  });
   // `{}` is what an automation with nothing selected sends: valid, and it yields nothing.
   if (isPlainObject(input) && Object.keys(input).length === 0) return ctx.result;
   const envelope = envelopeSchema.safeParse(input);

@@ -1,6 +1,6 @@
 import type { MetricInfo, MetricShape } from './metric-shape.js';
 import { setOwn } from './own.js';
-import { quantityPointSchema } from './schema.js';
+import { isValidQuantityPoint, quantityPointSchema, type QuantityPoint } from './schema.js';
 import type { Instant, QuantityRow } from './types.js';
 import { checkDate, checkQuantity, describeValue, isPlainObject, Problem, problemFromZod, sourceOrEmpty } from './validate.js';
 
@@ -57,11 +57,16 @@ export const quantityShape: MetricShape<'quantity'> = {
       const keys = Object.keys(point).filter((key) => !commonPointKeys.has(key));
       return new Problem('qty', 'invalid_shape', `The ${metric.received} point has no qty, only ${describeValue(keys)}: not a shape this metric has`);
     }
-    const parsed = quantityPointSchema.safeParse(point);
-    if (!parsed.success) return problemFromZod(parsed.error, point, `${metric.received} point`);
-    const time = checkDate(parsed.data.date, 'date', metric.bounds);
+    let data: QuantityPoint;
+    if (isValidQuantityPoint(point)) data = point;
+    else {
+      const parsed = quantityPointSchema.safeParse(point);
+      if (!parsed.success) return problemFromZod(parsed.error, point, `${metric.received} point`);
+      data = parsed.data;
+    }
+    const time = checkDate(data.date, 'date', metric.bounds);
     if (time instanceof Problem) return time;
     // A point-level unit (workout-style points carry one) is more specific than the metric's.
-    return quantityRow(metric, time, parsed.data.qty, parsed.data.units ?? metric.units, parsed.data.source, extraFields(point));
+    return quantityRow(metric, time, data.qty, data.units ?? metric.units, data.source, extraFields(point));
   },
 };

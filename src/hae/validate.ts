@@ -134,7 +134,24 @@ export function problemFromZod(error: ZodError, item: unknown, what: string, fie
 
 /** Q1/Q2: a missing or null source is stored as ''. Q3: joined sources are kept verbatim. */
 export function sourceOrEmpty(source: string | null | undefined): string {
-  return source ?? '';
+  if (source === null || source === undefined) return '';
+  return sharedSource(source);
+}
+
+/**
+ * One string object per distinct source name. JSON.parse makes a new string for every point,
+ * and rows outlive the parsed tree: a million rows from two watches would keep a million copies.
+ * Bounded, since names are few (devices and apps) but arbitrary input could hold many.
+ */
+const sources = new Map<string, string>();
+const MAX_SHARED_SOURCES = 256;
+
+function sharedSource(source: string): string {
+  const shared = sources.get(source);
+  if (shared !== undefined) return shared;
+  if (sources.size >= MAX_SHARED_SOURCES) sources.clear();
+  sources.set(source, source);
+  return source;
 }
 
 /** Heart rate needs at least one of Min/Avg/Max (or qty): a point with none carries no reading. */

@@ -1,8 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { AcceptOutcome, Authenticator, IngestSink, ProcessingResult } from '../../broker/types.js';
+import type { AcceptOutcome, Authenticator, Identity, IngestSink, ProcessingResult } from '../../broker/types.js';
 import { AppError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { BodyAbortedError, isJsonContentType, parseContentEncoding, readBody, tooLarge } from './body.js';
+import { BodyAbortedError, isJsonContentType, parseContentEncoding, readBody, tooLarge, type ContentCoding } from './body.js';
 import { authenticateRequest } from './authenticate.js';
 import { lineAndColumn } from './json-position.js';
 import { refuse, sendError, sendJson, toAppError } from './respond.js';
@@ -77,6 +77,26 @@ async function ingest(deps: IngestRouteDeps, req: IncomingMessage, res: ServerRe
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > deps.maxBodyBytes) throw tooLarge(deps.maxBodyBytes);
 
+  const outcome = await readAndAccept(deps, req, res, { identity, coding, remoteAddress }, log);
+  if (outcome === null) return;
+  log.ingestionId = outcome.ingestionId;
+  log.duplicatePayload = outcome.duplicatePayload;
+  await answerStored(res, outcome, log);
+}
+
+/**
+ * Reads and stores the body; answers here unless it was stored. A function of its own so that
+ * the body (up to HTTP_MAX_BODY_BYTES) is no longer referenced while the answer waits for the
+ * payload to be processed.
+ */
+async function readAndAccept(
+  deps: IngestRouteDeps,
+  req: IncomingMessage,
+  res: ServerResponse,
+  request: { identity: Identity; coding: ContentCoding; remoteAddress: string | undefined },
+  log: IngestLog,
+): Promise<Stored | null> {
+  const { identity, coding, remoteAddress } = request;
   const body = await readBody(req, { maxBytes: deps.maxBodyBytes, coding });
   log.bytes = body.length;
 
@@ -89,16 +109,17 @@ async function ingest(deps: IngestRouteDeps, req: IncomingMessage, res: ServerRe
     log.err = err;
     throw new AppError('SS_DB_UNAVAILABLE', 'The payload could not be stored; retry later', undefined, { cause: err });
   }
-  if (outcome.kind === 'invalid_json') return answerInvalidJson(res, body, outcome);
+  if (outcome.kind === 'invalid_json') {
+    answerInvalidJson(res, body, outcome);
+    return null;
+  }
   if (outcome.kind === 'spooled') {
     // Durable on local disk while the database is away; it is stored and processed once it is back.
     log.spooled = true;
     sendJson(res, 202, { status: 'spooled' });
-    return;
+    return null;
   }
-  log.ingestionId = outcome.ingestionId;
-  log.duplicatePayload = outcome.duplicatePayload;
-  await answerStored(res, outcome, log);
+  return outcome;
 }
 
 function answerInvalidJson(res: ServerResponse, body: Buffer, outcome: Extract<AcceptOutcome, { kind: 'invalid_json' }>): void {

@@ -1,7 +1,14 @@
 import { jsonErrorPosition } from './json-error-position.js';
 import { findJsonLimitViolation, type JsonLimits } from './json-limits.js';
+import { parseJsonInPieces } from './json-pieces.js';
 
 export type JsonParseFailureCode = 'SS_INVALID_JSON' | 'SS_JSON_TOO_DEEP' | 'SS_JSON_STRING_TOO_LONG';
+
+/** From this size on, a body is decoded and parsed in pieces (see json-pieces.ts). */
+const PIECEWISE_FROM_BYTES = 8 * 1024 * 1024;
+const PIECE_BYTES = 1024 * 1024;
+
+const hasUtf8Bom = (body: Buffer): boolean => body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf;
 
 export type JsonParseOutcome =
   | { ok: true; value: unknown }
@@ -15,6 +22,10 @@ export type JsonParseOutcome =
 export function parseJsonBody(body: Buffer, limits: JsonLimits | null = null): JsonParseOutcome {
   const overLimit = limits && findJsonLimitViolation(body, limits);
   if (overLimit) return { ok: false, message: overLimit.message, position: textOffset(body, overLimit.byteOffset), code: overLimit.code };
+  if (body.length >= PIECEWISE_FROM_BYTES) {
+    const pieces = parseJsonInPieces(body, hasUtf8Bom(body) ? 3 : 0, PIECE_BYTES);
+    if (pieces) return { ok: true, value: pieces.value };
+  }
   let text = body.toString('utf8');
   // Some HTTP clients prepend a UTF-8 byte order mark, which JSON.parse refuses.
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
@@ -28,8 +39,7 @@ export function parseJsonBody(body: Buffer, limits: JsonLimits | null = null): J
 
 /** A byte offset as the UTF-16 offset JSON.parse positions use (byte order mark removed). */
 function textOffset(body: Buffer, byteOffset: number): number {
-  const hasBom = body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf;
-  return Math.max(0, body.subarray(hasBom ? 3 : 0, byteOffset).toString('utf8').length);
+  return Math.max(0, body.subarray(hasUtf8Bom(body) ? 3 : 0, byteOffset).toString('utf8').length);
 }
 
 /**

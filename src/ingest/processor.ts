@@ -3,8 +3,8 @@ import type { ItemRejection, ProcessingResult, TypeCounts } from '../../broker/t
 import { parseHaePayload } from '../hae/parse.js';
 import type { ValidationLimits } from '../hae/limits.js';
 import type { ParsedPayload } from '../hae/types.js';
-import { inTransaction } from '../store/pool.js';
-import { monthOf, type PartitionManager } from '../store/partitions.js';
+import { inTransactions } from '../store/pool.js';
+import { monthsOf, type PartitionManager } from '../store/partitions.js';
 import {
   bloodPressureTable,
   cycleTrackingTable,
@@ -102,41 +102,76 @@ export interface ProcessedPayload {
   rejectionTallies: RejectionTally[];
 }
 
-/** Turns one stored raw payload into samples, in one transaction with its status update. */
+/**
+ * Turns one stored raw payload into samples. A payload larger than one chunk is written by
+ * `writeConnections` connections at once, each in its own transaction; the transactions commit
+ * together at the end (the one holding the status update last), and any error before that rolls
+ * all of them back. A crash between those commits leaves the payload 'received' with some rows
+ * already in place: it is processed again at the next start, and the upserts make that harmless.
+ */
 export class PayloadProcessor {
   readonly #pool: pg.Pool;
   readonly #partitions: PartitionManager;
   readonly #chunkRows: number;
   readonly #limits: ValidationLimits;
+  readonly #writeConnections: number;
 
-  constructor(deps: { pool: pg.Pool; partitions: PartitionManager; chunkRows: number; limits: ValidationLimits }) {
+  constructor(deps: { pool: pg.Pool; partitions: PartitionManager; chunkRows: number; limits: ValidationLimits; writeConnections?: number }) {
     this.#pool = deps.pool;
     this.#partitions = deps.partitions;
     this.#chunkRows = deps.chunkRows;
     this.#limits = deps.limits;
+    this.#writeConnections = Math.max(1, deps.writeConnections ?? 2);
   }
 
-  async process(ingestionId: string, userId: string, json: unknown): Promise<ProcessedPayload> {
-    const parsed = parseHaePayload(json, { limits: this.#limits });
+  /**
+   * `mayContainNul: false` promises that no string in `json` holds U+0000 (its JSON text has no
+   * `\u0000` escape), which spares the per-row check.
+   */
+  async process(ingestionId: string, userId: string, json: unknown, options: { mayContainNul?: boolean } = {}): Promise<ProcessedPayload> {
+    const parsed = parseHaePayload(json, { limits: this.#limits, mayContainNul: options.mayContainNul ?? true });
+    return this.#write(ingestionId, userId, parsed);
+  }
+
+  /**
+   * Like process(), but consumes `payload`: the parsed JSON is taken apart while its rows are
+   * built and dropped, so that a large tree can be collected while the rows are written.
+   */
+  async processPayload(
+    ingestionId: string,
+    userId: string,
+    payload: { json: unknown; mayContainNul: boolean; onRowsBuilt?: () => void },
+  ): Promise<ProcessedPayload> {
+    const parsed = parseHaePayload(payload.json, { limits: this.#limits, mayContainNul: payload.mayContainNul, releaseInput: true });
+    payload.json = undefined;
+    payload.onRowsBuilt?.();
+    return this.#write(ingestionId, userId, parsed);
+  }
+
+  async #write(ingestionId: string, userId: string, parsed: ParsedPayload): Promise<ProcessedPayload> {
     const jobs = jobsOf(parsed);
+    let totalRows = 0;
+    const partitionsReady: Array<Promise<void>> = [];
     for (const { table, rows } of jobs) {
       if (rows.length === 0) continue;
-      const months = new Set<string>();
-      for (const row of rows) months.add(monthOf(table.time(row)));
-      await this.#partitions.ensureMonths(table.table, months);
+      totalRows += rows.length;
+      // Tables side by side: a year of new months is a round trip and a CREATE TABLE each.
+      partitionsReady.push(this.#partitions.ensureMonths(table.table, monthsOf(rows, table.time)));
     }
+    await Promise.all(partitionsReady);
     const counts: Record<string, TypeCounts> = {};
     const rejections: ItemRejection[] = parsed.rejections.slice(0, MAX_REPORTED_REJECTIONS);
-    await inTransaction(this.#pool, async (client) => {
+    const lanes = totalRows > this.#chunkRows ? this.#writeConnections : 1;
+    await inTransactions(this.#pool, lanes, async (clients) => {
       for (const { table, rows } of jobs) {
         const received = parsed.received[table.kind];
         if (received === 0 && rows.length === 0) continue;
-        const written = await writeSamples(client, table, rows, { userId, ingestionId, chunkRows: this.#chunkRows }).catch((err: unknown) => {
+        const written = await writeSamples(clients, table, rows, { userId, ingestionId, chunkRows: this.#chunkRows }).catch((err: unknown) => {
           throw explainWriteError(table.label, err);
         });
         counts[table.label] = { received, ...written, rejected: received - rows.length };
       }
-      await client.query(
+      await clients[0]!.query(
         `UPDATE raw_ingestions SET status = 'processed', processed_at = now(), attempts = attempts + 1, counts = $2,
            rejected_count = $3, rejections = $4, not_stored = $5, error = NULL WHERE id = $1`,
         [

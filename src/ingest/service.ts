@@ -12,6 +12,7 @@ import { AppError, isTransientDatabaseError } from '../errors.js';
 import type { Component } from '../lifecycle.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
+import { collectGarbage } from './collect-garbage.js';
 import { parseJsonBody } from './json-body.js';
 import { DEFAULT_JSON_LIMITS, type JsonLimits } from './json-limits.js';
 import type { PayloadProcessor } from './processor.js';
@@ -19,6 +20,9 @@ import type { DatabaseOutage } from './outage.js';
 import type { RawIngestionStore, StoredRaw } from './raw-store.js';
 import type { SpoolMetrics } from './spool-metrics.js';
 import { SpoolFullError, type Spool } from './spool.js';
+
+/** From this size on, memory is reclaimed at once after each stage of processing (collect-garbage.ts). */
+const LARGE_PAYLOAD_BYTES = 32 * 1024 * 1024;
 
 export type ProcessedOutcome = ProcessingResult | { ingestionId: string; error: string };
 
@@ -29,6 +33,8 @@ interface Job {
   /** The parsed payload when it is still in memory; otherwise it is read back from raw_ingestions. */
   json: unknown;
   hasJson: boolean;
+  /** False when the JSON text has no `\u0000` escape (the parser then skips its U+0000 search). */
+  mayContainNul: boolean;
   /** Raw payload size, counted in the backlog until the job is done for good. */
   bytes: number;
   settle: (outcome: ProcessedOutcome) => void;
@@ -115,6 +121,9 @@ export class IngestService implements IngestSink, Component {
     const started = performance.now();
     const transport = request.transport;
     this.#metrics.payloadBytes.inc({ transport }, request.body.length);
+    // Transports hand over large bodies with dead copies behind them (gzip or WebSocket pieces):
+    // reclaimed while the heap is still small, before the parsed tree joins the body.
+    if (request.body.length >= LARGE_PAYLOAD_BYTES) collectGarbage();
     const parsed = parseJsonBody(request.body, this.#options.jsonLimits ?? DEFAULT_JSON_LIMITS);
     if (!parsed.ok) {
       this.#metrics.payloads.inc({ transport, outcome: parsed.code === 'SS_INVALID_JSON' ? 'invalid_json' : 'json_limit' });
@@ -144,7 +153,7 @@ export class IngestService implements IngestSink, Component {
     }
     this.#metrics.ingestDuration.observe({ transport, stage: 'accept' }, (performance.now() - started) / 1000);
     this.#metrics.payloads.inc({ transport, outcome: stored.inserted ? 'stored' : 'duplicate' });
-    const processed = this.#processedFor(stored, request, parsed.value);
+    const processed = this.#processedFor(stored, request, parsed.value, true, mayContainNul(request.body));
     return { kind: 'stored', ingestionId: stored.id, duplicatePayload: !stored.inserted, processed };
   }
 
@@ -209,35 +218,65 @@ export class IngestService implements IngestSink, Component {
     if (this.#queuedBytes <= this.#options.maxQueuedBytes) this.#wakeRoomWaiters();
   }
 
-  #processedFor(stored: StoredRaw, request: IngestRequest, json: unknown, hasJson = true): Promise<ProcessedOutcome> {
+  #processedFor(stored: StoredRaw, request: IngestRequest, json: unknown, hasJson = true, nul = true): Promise<ProcessedOutcome> {
     const bytes = request.body.length;
     if (stored.inserted || stored.status === 'failed') {
-      return this.#enqueue(stored.id, request.identity.userId, request.transport, json, hasJson, bytes);
+      return this.#enqueue(stored.id, request.identity.userId, request.transport, json, hasJson, bytes, 0, nul);
     }
     if (stored.status === 'processed') return Promise.resolve(duplicateResult(stored));
     // Same bytes still waiting: share the job already queued (or queue it, after a restart).
-    return this.#pendingById.get(stored.id) ?? this.#enqueue(stored.id, request.identity.userId, request.transport, json, hasJson, bytes);
+    return this.#pendingById.get(stored.id) ?? this.#enqueue(stored.id, request.identity.userId, request.transport, json, hasJson, bytes, 0, nul);
   }
 
-  #enqueue(ingestionId: string, userId: string, transport: Transport, json: unknown, hasJson: boolean, bytes: number, attempts = 0): Promise<ProcessedOutcome> {
+  #enqueue(
+    ingestionId: string,
+    userId: string,
+    transport: Transport,
+    json: unknown,
+    hasJson: boolean,
+    bytes: number,
+    attempts = 0,
+    nul = true,
+  ): Promise<ProcessedOutcome> {
     const existing = this.#pendingById.get(ingestionId);
     if (existing) return existing;
     // Over the budget the parsed JSON is dropped and read back from raw_ingestions when its turn comes.
     const keepJson = hasJson && this.#queuedBytes + bytes <= this.#options.maxQueuedBytes;
     this.#queuedBytes += bytes;
     this.#metrics.processingQueueBytes.set(this.#queuedBytes);
+    const job: Job = {
+      ingestionId,
+      userId,
+      transport,
+      json: keepJson ? json : undefined,
+      hasJson: keepJson,
+      mayContainNul: nul,
+      bytes,
+      settled: false,
+      attempt: attempts,
+      settle: () => undefined,
+    };
+    this.#queue.push(job);
+    return this.#track(job);
+  }
+
+  /**
+   * The job's outcome. Built apart from #enqueue on purpose: a closure created there would keep
+   * #enqueue's `json` argument (the whole parsed payload) alive for as long as the job lives.
+   */
+  #track(job: Job): Promise<ProcessedOutcome> {
     const promise = new Promise<ProcessedOutcome>((resolve) => {
-      const job: Job = { ingestionId, userId, transport, json: keepJson ? json : undefined, hasJson: keepJson, bytes, settled: false, attempt: attempts, settle: () => undefined };
       job.settle = (outcome) => {
         if (job.settled) return;
         job.settled = true;
         resolve(outcome);
       };
-      this.#queue.push(job);
     });
-    this.#pendingById.set(ingestionId, promise);
+    this.#pendingById.set(job.ingestionId, promise);
     this.#metrics.processingQueue.set(this.#queue.length);
-    void this.#work();
+    // Not inline, and not before the transport's own callbacks queued by the same turn: the
+    // acknowledgement leaves (and MQTT lets go of the packet) before parsing blocks the loop.
+    setTimeout(() => void this.#work(), 0);
     return promise;
   }
 
@@ -260,8 +299,20 @@ export class IngestService implements IngestSink, Component {
     const started = performance.now();
     job.attempt++;
     try {
-      const json = job.hasJson ? job.json : await this.#loadPayload(job.ingestionId);
-      const { result, rejectionTallies } = await this.#processor.process(job.ingestionId, job.userId, json);
+      const input: { json: unknown; mayContainNul: boolean; onRowsBuilt?: () => void } = job.hasJson
+        ? { json: job.json, mayContainNul: job.mayContainNul }
+        : await this.#loadPayload(job.ingestionId);
+      // The job no longer pins the parsed tree: it can be collected once its rows are built. A
+      // retry reads the payload back from raw_ingestions.
+      job.json = undefined;
+      job.hasJson = false;
+      // A large payload's bytes and string are garbage by now, and its tree once its rows exist.
+      const large = job.bytes >= LARGE_PAYLOAD_BYTES;
+      if (large) {
+        collectGarbage();
+        input.onRowsBuilt = collectGarbage;
+      }
+      const { result, rejectionTallies } = await this.#processor.processPayload(job.ingestionId, job.userId, input);
       this.#pendingById.delete(job.ingestionId);
       const seconds = (performance.now() - started) / 1000;
       this.#metrics.ingestDuration.observe({ transport: job.transport, stage: 'process' }, seconds);
@@ -314,12 +365,12 @@ export class IngestService implements IngestSink, Component {
     this.#retryTimers.add(timer);
   }
 
-  async #loadPayload(ingestionId: string): Promise<unknown> {
+  async #loadPayload(ingestionId: string): Promise<{ json: unknown; mayContainNul: boolean }> {
     const { rows } = await this.#pool.query<{ payload: Buffer }>('SELECT payload FROM raw_ingestions WHERE id = $1', [ingestionId]);
     if (!rows[0]) throw new Error(`raw ingestion ${ingestionId} does not exist`);
     const parsed = parseJsonBody(rows[0].payload);
     if (!parsed.ok) throw new Error(`stored payload is not valid JSON: ${parsed.message}`);
-    return parsed.value;
+    return { json: parsed.value, mayContainNul: mayContainNul(rows[0].payload) };
   }
 
   /** Waits until the processing queue is empty, or the deadline passes. */
@@ -364,6 +415,11 @@ function duplicateResult(stored: StoredRaw): ProcessingResult {
     rejections: (stored.rejections ?? []) as ProcessingResult['rejections'],
     notStored: (stored.notStored ?? []) as ProcessingResult['notStored'],
   };
+}
+
+/** A JSON text can only carry U+0000 as the escape `\u0000` (a raw control character is invalid JSON). */
+function mayContainNul(body: Buffer): boolean {
+  return body.includes('\\u0000');
 }
 
 function summarize(counts: Record<string, TypeCounts>): Record<string, string> {

@@ -26,6 +26,26 @@ export function monthOf(epochMs: number): string {
 }
 
 /**
+ * The months (as monthOf) of every row's time. Rows mostly arrive in time order, so the month is
+ * worked out again only when a time leaves the month of the one before: a million rows cost a
+ * million comparisons, not a million dates and strings.
+ */
+export function monthsOf<R>(rows: readonly R[], time: (row: R) => number): Set<string> {
+  const months = new Set<string>();
+  let from = Infinity;
+  let until = -Infinity;
+  for (const row of rows) {
+    const t = time(row);
+    if (t >= from && t < until) continue;
+    const d = new Date(t);
+    from = Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1);
+    until = Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1);
+    months.add(monthOf(t));
+  }
+  return months;
+}
+
+/**
  * Keeps monthly partitions in place: ahead of time (the next N months) and on demand for every
  * month a payload touches (exports often reach years back). Partitions are created in their own
  * short transactions, outside the sample write: creating one locks the parent table.

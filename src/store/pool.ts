@@ -80,18 +80,25 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-/** Runs `fn` inside BEGIN/COMMIT on one client, rolling back on error. */
-export async function inTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
+/**
+ * Runs `fn` with `count` clients, each inside its own BEGIN. They commit only after `fn` succeeds,
+ * the first client last (callers put the statement that marks the work done on it); any error
+ * before rolls every one of them back.
+ */
+export async function inTransactions<T>(pool: pg.Pool, count: number, fn: (clients: pg.PoolClient[]) => Promise<T>): Promise<T> {
+  const clients: pg.PoolClient[] = [];
   try {
-    await client.query('BEGIN');
-    const result = await fn(client);
-    await client.query('COMMIT');
+    for (let i = 0; i < count; i++) {
+      clients.push(await pool.connect());
+      await clients[i]!.query('BEGIN');
+    }
+    const result = await fn(clients);
+    for (let i = clients.length - 1; i >= 0; i--) await clients[i]!.query('COMMIT');
     return result;
   } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
+    await Promise.all(clients.map((c) => c.query('ROLLBACK').catch(() => undefined)));
     throw err;
   } finally {
-    client.release();
+    for (const c of clients) c.release();
   }
 }

@@ -20,7 +20,10 @@ import type { PartitionedTable } from './partitions.js';
 
 export interface Column<R> {
   name: string;
-  /** Array element type for unnest, e.g. 'text', 'float8', 'timestamptz', 'jsonb'. */
+  /**
+   * Array element type for unnest, one of binary-array.ts's ElementType. A 'timestamptz'
+   * column's value is epoch milliseconds, a 'date' column's a `YYYY-MM-DD` string.
+   */
   type: string;
   value: (row: R) => unknown;
   /**
@@ -45,12 +48,19 @@ export interface SampleTable<R> {
   conflict: string[];
   time: (row: R) => number;
   key: (row: R) => string;
+  /**
+   * A part of `key` (`''` when none is needed) such that, with `time` also part of the key, rows
+   * of one group whose times strictly increase cannot share a key. Payloads list each metric's
+   * points in time order, so the writer can then skip building a million key strings.
+   */
+  keyGroup?: (row: R) => string;
   /** Caps the writer's chunk size for tables with large rows (one ECG reading is ~250 kB of text). */
   maxChunkRows?: number;
 }
 
-const iso = (i: Instant): string => new Date(i.epochMs).toISOString();
-const isoOrNull = (i: Instant | null): string | null => (i ? iso(i) : null);
+// Instants travel as epoch milliseconds, encoded exactly as binary timestamptz by the writer.
+const instantMs = (i: Instant): number => i.epochMs;
+const instantMsOrNull = (i: Instant | null): number | null => (i ? i.epochMs : null);
 const json = (v: unknown): string | null => (v === null || v === undefined ? null : JSON.stringify(v));
 
 const textOrNull = (v: string | number | null): string | null => (v === null ? null : String(v));
@@ -67,7 +77,7 @@ const textArrayFromJson = (ref: string): string =>
 const float8ArrayLiteral = (values: readonly number[]): string => `{${values.map(String).join(',')}}`;
 
 const timeColumns = <R>(get: (row: R) => Instant): Column<R>[] => [
-  { name: 'start_time', type: 'timestamptz', value: (r) => iso(get(r)) },
+  { name: 'start_time', type: 'timestamptz', value: (r) => instantMs(get(r)) },
   { name: 'utc_offset_minutes', type: 'int2', value: (r) => get(r).offsetMinutes },
   { name: 'local_date', type: 'date', value: (r) => get(r).localDate },
 ];
@@ -89,6 +99,7 @@ export const quantityTable: SampleTable<QuantityRow> = {
   conflict: ['user_id', 'metric', 'start_time', 'source'],
   time: (r) => r.time.epochMs,
   key: (r) => `${r.metric}\u0000${r.time.epochMs}\u0000${r.source}`,
+  keyGroup: (r) => r.metric,
 };
 
 export const heartRateTable: SampleTable<HeartRateRow> = {
@@ -107,6 +118,7 @@ export const heartRateTable: SampleTable<HeartRateRow> = {
   conflict: ['user_id', 'start_time', 'source'],
   time: (r) => r.time.epochMs,
   key: (r) => `${r.time.epochMs}\u0000${r.source}`,
+  keyGroup: () => '',
 };
 
 export const bloodPressureTable: SampleTable<BloodPressureRow> = {
@@ -124,6 +136,7 @@ export const bloodPressureTable: SampleTable<BloodPressureRow> = {
   conflict: ['user_id', 'start_time', 'source'],
   time: (r) => r.time.epochMs,
   key: (r) => `${r.time.epochMs}\u0000${r.source}`,
+  keyGroup: () => '',
 };
 
 export const sleepTable: SampleTable<SleepRow> = {
@@ -132,15 +145,15 @@ export const sleepTable: SampleTable<SleepRow> = {
   table: 'sleep_sessions',
   timeColumn: 'start_time',
   columns: [
-    { name: 'start_time', type: 'timestamptz', value: (r) => iso(r.start) },
+    { name: 'start_time', type: 'timestamptz', value: (r) => instantMs(r.start) },
     { name: 'utc_offset_minutes', type: 'int2', value: (r) => r.start.offsetMinutes },
     // The night belongs to the day the entry is dated (HAE dates it by its end, local time).
     { name: 'local_date', type: 'date', value: (r) => r.date.localDate },
     { name: 'source', type: 'text', value: (r) => r.source },
-    { name: 'entry_date', type: 'timestamptz', value: (r) => iso(r.date) },
-    { name: 'end_time', type: 'timestamptz', value: (r) => isoOrNull(r.end) },
-    { name: 'in_bed_start', type: 'timestamptz', value: (r) => isoOrNull(r.inBedStart) },
-    { name: 'in_bed_end', type: 'timestamptz', value: (r) => isoOrNull(r.inBedEnd) },
+    { name: 'entry_date', type: 'timestamptz', value: (r) => instantMs(r.date) },
+    { name: 'end_time', type: 'timestamptz', value: (r) => instantMsOrNull(r.end) },
+    { name: 'in_bed_start', type: 'timestamptz', value: (r) => instantMsOrNull(r.inBedStart) },
+    { name: 'in_bed_end', type: 'timestamptz', value: (r) => instantMsOrNull(r.inBedEnd) },
     { name: 'sleep_source', type: 'text', value: (r) => r.sleepSource },
     { name: 'in_bed_source', type: 'text', value: (r) => r.inBedSource },
     { name: 'total_sleep', type: 'float8', value: (r) => r.totalSleep },
@@ -166,7 +179,7 @@ export const workoutTable: SampleTable<WorkoutRow> = {
   columns: [
     { name: 'workout_id', type: 'text', value: (r) => r.workoutId },
     ...timeColumns<WorkoutRow>((r) => r.start),
-    { name: 'end_time', type: 'timestamptz', value: (r) => iso(r.end) },
+    { name: 'end_time', type: 'timestamptz', value: (r) => instantMs(r.end) },
     { name: 'name', type: 'text', value: (r) => r.name },
     { name: 'format_version', type: 'int2', value: (r) => r.formatVersion },
     { name: 'duration_seconds', type: 'float8', value: (r) => r.durationSeconds },
@@ -198,7 +211,7 @@ export const sleepSegmentTable: SampleTable<SleepSegmentRow> = {
     { name: 'source', type: 'text', value: (r) => r.source },
     ...timeColumns<SleepSegmentRow>((r) => r.start),
     { name: 'stage', type: 'text', value: (r) => r.stage },
-    { name: 'end_time', type: 'timestamptz', value: (r) => iso(r.end) },
+    { name: 'end_time', type: 'timestamptz', value: (r) => instantMs(r.end) },
     { name: 'value_received', type: 'text', value: (r) => r.valueReceived },
     { name: 'hours', type: 'float8', value: (r) => r.hours },
   ],
@@ -259,7 +272,7 @@ export const stateOfMindTable: SampleTable<StateOfMindRow> = {
   columns: [
     { name: 'entry_id', type: 'text', value: (r) => r.entryId },
     ...timeColumns<StateOfMindRow>((r) => r.start),
-    { name: 'end_time', type: 'timestamptz', value: (r) => isoOrNull(r.end) },
+    { name: 'end_time', type: 'timestamptz', value: (r) => instantMsOrNull(r.end) },
     { name: 'kind', type: 'text', value: (r) => r.kind },
     { name: 'labels', type: 'jsonb', value: (r) => JSON.stringify(r.labels), select: textArrayFromJson },
     { name: 'associations', type: 'jsonb', value: (r) => JSON.stringify(r.associations), select: textArrayFromJson },
@@ -281,8 +294,8 @@ export const medicationTable: SampleTable<MedicationRow> = {
     { name: 'display_text', type: 'text', value: (r) => r.displayText },
     ...timeColumns<MedicationRow>((r) => r.start),
     { name: 'nickname', type: 'text', value: (r) => r.nickname },
-    { name: 'end_time', type: 'timestamptz', value: (r) => isoOrNull(r.end) },
-    { name: 'scheduled_date', type: 'timestamptz', value: (r) => isoOrNull(r.scheduledDate) },
+    { name: 'end_time', type: 'timestamptz', value: (r) => instantMsOrNull(r.end) },
+    { name: 'scheduled_date', type: 'timestamptz', value: (r) => instantMsOrNull(r.scheduledDate) },
     { name: 'form', type: 'text', value: (r) => r.form },
     { name: 'status', type: 'text', value: (r) => r.status },
     { name: 'is_archived', type: 'bool', value: (r) => r.isArchived },
@@ -303,7 +316,7 @@ export const symptomTable: SampleTable<SymptomRow> = {
     { name: 'name', type: 'text', value: (r) => r.name },
     ...timeColumns<SymptomRow>((r) => r.start),
     { name: 'source', type: 'text', value: (r) => r.source },
-    { name: 'end_time', type: 'timestamptz', value: (r) => isoOrNull(r.end) },
+    { name: 'end_time', type: 'timestamptz', value: (r) => instantMsOrNull(r.end) },
     { name: 'severity', type: 'text', value: (r) => r.severity },
     { name: 'user_entered', type: 'bool', value: (r) => r.userEntered },
   ],
@@ -321,7 +334,7 @@ export const cycleTrackingTable: SampleTable<CycleTrackingRow> = {
     { name: 'name', type: 'text', value: (r) => r.name },
     ...timeColumns<CycleTrackingRow>((r) => r.start),
     { name: 'source', type: 'text', value: (r) => r.source },
-    { name: 'end_time', type: 'timestamptz', value: (r) => isoOrNull(r.end) },
+    { name: 'end_time', type: 'timestamptz', value: (r) => instantMsOrNull(r.end) },
     { name: 'value', type: 'text', value: (r) => textOrNull(r.value) },
     { name: 'is_cycle_start', type: 'bool', value: (r) => r.isCycleStart },
   ],
@@ -338,7 +351,7 @@ export const ecgTable: SampleTable<EcgRow> = {
   columns: [
     ...timeColumns<EcgRow>((r) => r.start),
     { name: 'source', type: 'text', value: (r) => r.source },
-    { name: 'end_time', type: 'timestamptz', value: (r) => isoOrNull(r.end) },
+    { name: 'end_time', type: 'timestamptz', value: (r) => instantMsOrNull(r.end) },
     { name: 'classification', type: 'text', value: (r) => r.classification },
     { name: 'severity', type: 'text', value: (r) => r.severity },
     { name: 'average_heart_rate', type: 'float8', value: (r) => r.averageHeartRate },
@@ -360,7 +373,7 @@ export const heartRateNotificationTable: SampleTable<HeartRateNotificationRow> =
   timeColumn: 'start_time',
   columns: [
     ...timeColumns<HeartRateNotificationRow>((r) => r.start),
-    { name: 'end_time', type: 'timestamptz', value: (r) => isoOrNull(r.end) },
+    { name: 'end_time', type: 'timestamptz', value: (r) => instantMsOrNull(r.end) },
     { name: 'threshold', type: 'float8', value: (r) => r.threshold },
     { name: 'heart_rate', type: 'jsonb', value: (r) => JSON.stringify(r.heartRate) },
     { name: 'heart_rate_variation', type: 'jsonb', value: (r) => JSON.stringify(r.heartRateVariation) },

@@ -1,0 +1,157 @@
+/**
+ * One-dimensional PostgreSQL arrays in the binary wire format (what array_recv reads), built
+ * straight into a Buffer. pg sends a Buffer parameter as binary, so `unnest($n::float8[])` gets
+ * its values without text formatting in Node or text parsing in PostgreSQL, and encoding a chunk
+ * leaves no per-value strings behind for the garbage collector.
+ *
+ * Layout: ndim, has-nulls flag, element type oid, length, lower bound (1); then per element its
+ * byte length (-1 for NULL) and bytes.
+ */
+
+/** Element types a sample column can have, with their type oids. */
+const elementOids = {
+  bool: 16,
+  int2: 21,
+  int4: 23,
+  text: 25,
+  float8: 701,
+  date: 1082,
+  timestamptz: 1184,
+  jsonb: 3802,
+} as const;
+
+export type ElementType = keyof typeof elementOids;
+
+export function isElementType(type: string): type is ElementType {
+  return Object.hasOwn(elementOids, type);
+}
+
+const HEADER_BYTES = 20;
+/** 2000-01-01T00:00Z, PostgreSQL's epoch for date and timestamptz. */
+const PG_EPOCH_MS = Date.UTC(2000, 0, 1);
+const MS_PER_DAY = 86_400_000;
+const TWO_POW_32 = 2 ** 32;
+
+export class BinaryArrayWriter {
+  #buf: Buffer;
+  #offset = HEADER_BYTES;
+  #count = 0;
+  #hasNull = false;
+
+  constructor(
+    readonly type: ElementType,
+    initialBytes = 64 * 1024,
+  ) {
+    this.#buf = Buffer.allocUnsafe(Math.max(initialBytes, HEADER_BYTES));
+  }
+
+  get bytes(): number {
+    return this.#offset;
+  }
+
+  /**
+   * Appends one value: a number for numeric types, epoch milliseconds for timestamptz, a
+   * `YYYY-MM-DD` string for date, a string for text and jsonb (JSON text), a boolean for bool.
+   */
+  push(value: unknown): void {
+    this.#count++;
+    if (value === null || value === undefined) {
+      this.#hasNull = true;
+      this.#int32(-1);
+      return;
+    }
+    switch (this.type) {
+      case 'float8':
+        this.#ensure(12);
+        this.#buf.writeInt32BE(8, this.#offset);
+        this.#buf.writeDoubleBE(value as number, this.#offset + 4);
+        this.#offset += 12;
+        return;
+      case 'int2':
+        this.#ensure(6);
+        this.#buf.writeInt32BE(2, this.#offset);
+        this.#buf.writeInt16BE(value as number, this.#offset + 4);
+        this.#offset += 6;
+        return;
+      case 'int4':
+        this.#ensure(8);
+        this.#buf.writeInt32BE(4, this.#offset);
+        this.#buf.writeInt32BE(value as number, this.#offset + 4);
+        this.#offset += 8;
+        return;
+      case 'bool':
+        this.#ensure(5);
+        this.#buf.writeInt32BE(1, this.#offset);
+        this.#buf[this.#offset + 4] = value ? 1 : 0;
+        this.#offset += 5;
+        return;
+      case 'timestamptz':
+        this.#timestamp(value as number);
+        return;
+      case 'date':
+        this.#ensure(8);
+        this.#buf.writeInt32BE(4, this.#offset);
+        this.#buf.writeInt32BE(daysSincePgEpoch(value as string), this.#offset + 4);
+        this.#offset += 8;
+        return;
+      case 'text':
+        this.#text(String(value), false);
+        return;
+      case 'jsonb':
+        this.#text(typeof value === 'string' ? value : JSON.stringify(value), true);
+        return;
+    }
+  }
+
+  /** The finished array; the writer must not be used afterwards. */
+  finish(): Buffer {
+    const b = this.#buf;
+    b.writeInt32BE(1, 0);
+    b.writeInt32BE(this.#hasNull ? 1 : 0, 4);
+    b.writeInt32BE(elementOids[this.type], 8);
+    b.writeInt32BE(this.#count, 12);
+    b.writeInt32BE(1, 16);
+    return b.subarray(0, this.#offset);
+  }
+
+  /** Microseconds since 2000-01-01 as int64: exact, since epoch ms × 1000 stays below 2^53. */
+  #timestamp(epochMs: number): void {
+    this.#ensure(12);
+    const micros = (epochMs - PG_EPOCH_MS) * 1000;
+    const high = Math.floor(micros / TWO_POW_32);
+    this.#buf.writeInt32BE(8, this.#offset);
+    this.#buf.writeInt32BE(high, this.#offset + 4);
+    this.#buf.writeUInt32BE(micros - high * TWO_POW_32, this.#offset + 8);
+    this.#offset += 12;
+  }
+
+  #text(text: string, jsonb: boolean): void {
+    const prefix = jsonb ? 1 : 0;
+    this.#ensure(4 + prefix + text.length * 3);
+    const start = this.#offset + 4;
+    if (jsonb) this.#buf[start] = 1; // jsonb binary format version
+    const written = this.#buf.write(text, start + prefix, 'utf8');
+    this.#buf.writeInt32BE(written + prefix, this.#offset);
+    this.#offset = start + prefix + written;
+  }
+
+  #int32(n: number): void {
+    this.#ensure(4);
+    this.#buf.writeInt32BE(n, this.#offset);
+    this.#offset += 4;
+  }
+
+  #ensure(more: number): void {
+    if (this.#offset + more <= this.#buf.length) return;
+    const grown = Buffer.allocUnsafe(Math.max(this.#buf.length * 2, this.#offset + more));
+    this.#buf.copy(grown, 0, 0, this.#offset);
+    this.#buf = grown;
+  }
+}
+
+/** Days from 2000-01-01 to a `YYYY-MM-DD` calendar date. */
+function daysSincePgEpoch(date: string): number {
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(date)) throw new Error(`not a YYYY-MM-DD date: ${JSON.stringify(date)}`);
+  const ms = Date.UTC(Number(date.slice(0, 4)), Number(date.slice(5, 7)) - 1, Number(date.slice(8, 10)));
+  return Math.round((ms - PG_EPOCH_MS) / MS_PER_DAY);
+}

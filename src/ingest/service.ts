@@ -45,6 +45,8 @@ interface Job {
   settle: (outcome: ProcessedOutcome) => void;
   settled: boolean;
   attempt: number;
+  /** The database refused it before (not merely unreachable): it is retried alone, never in a batch. */
+  refused: boolean;
 }
 
 export interface IngestServiceOptions {
@@ -267,6 +269,7 @@ export class IngestService implements IngestSink, Component {
       bytes,
       settled: false,
       attempt: attempts,
+      refused: false,
       settle: () => undefined,
     };
     this.#queue.push(job);
@@ -355,7 +358,7 @@ export class IngestService implements IngestSink, Component {
 
   /**
    * The next job, and when it is small, the small jobs queued right behind it (up to the batch
-   * bounds). A job that failed before is processed alone, so it cannot fail a batch again.
+   * bounds). A job the database refused before is processed alone, so it cannot fail a batch again.
    */
   #takeBatch(): Job[] {
     const first = this.#queue.shift()!;
@@ -433,6 +436,7 @@ export class IngestService implements IngestSink, Component {
     this.#metrics.processingFailures.inc();
     this.#metrics.dbErrors.inc({ kind: transient ? 'transient' : 'permanent' });
     const giveUp = !transient && job.attempt >= this.#options.maxAttempts;
+    if (!transient) job.refused = true;
     // New payloads go to the spool rather than wait for a backlog that cannot drain now.
     if (transient) this.#spool?.outage.begin(message);
     this.#logger.error({ ingestionId: job.ingestionId, attempt: job.attempt, transient, error: message }, giveUp ? 'payload processing failed; marked failed' : 'payload processing failed; will retry');
@@ -515,9 +519,9 @@ function parseBody(body: Buffer): { json: unknown; mayContainNul: boolean } {
   return { json: parsed.value, mayContainNul: mayContainNul(body) };
 }
 
-/** Small, and not failed before (a payload that failed once is retried alone). */
+/** Small, and not refused before (such a payload is retried alone). */
 function batchable(job: Job): boolean {
-  return job.bytes < SMALL_PAYLOAD_BYTES && job.attempt === 0;
+  return job.bytes < SMALL_PAYLOAD_BYTES && !job.refused;
 }
 
 /**

@@ -4,7 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import type { IngestRequest } from '../broker/types.js';
 import { defaultLimits } from '../src/hae/limits.js';
-import { BatchProcessor, MAX_BATCH_PAYLOADS } from '../src/ingest/batch-processor.js';
+import { BatchProcessor, MAX_BATCH_PAYLOADS, MAX_BATCH_ROWS, SMALL_PAYLOAD_BYTES } from '../src/ingest/batch-processor.js';
 import { PayloadProcessor } from '../src/ingest/processor.js';
 import { RawIngestionStore } from '../src/ingest/raw-store.js';
 import { IngestService } from '../src/ingest/service.js';
@@ -184,6 +184,27 @@ describe('queued small payloads are processed in batches', () => {
     ]);
     // What a re-send or the status message is told later matches the answer given now.
     assert.deepEqual(await storedCounts([olderId!, newerId!]), [older!.result.counts, newer!.result.counts]);
+  });
+
+  test('a batch ends at the row bound; the payloads behind it are processed next, in order', { timeout: 120_000 }, async () => {
+    const rowsEach = 5_000;
+    const payloads = Math.floor(MAX_BATCH_ROWS / rowsEach) + 2;
+    const bodies = Array.from({ length: payloads }, (_, i) =>
+      JSON.stringify({ data: { metrics: [{ name: 'heart_rate', units: 'count/min', data: Array.from({ length: rowsEach }, (_, k) => ({ date: new Date(Date.UTC(2024, 0, 1) + (i * rowsEach + k) * 60_000).toISOString(), Avg: 60 + (k % 40), source: 'Bound' })) }] } }),
+    );
+    assert.ok(bodies.every((b) => b.length < SMALL_PAYLOAD_BYTES), 'each payload is small');
+    const ids = await storeAll(bodies);
+    const { service, metrics } = await processStored();
+    await service.stop();
+    assert.deepEqual(await batchStats(metrics), { transactions: 2, payloads });
+    assert.equal((await pool.query(`SELECT count(*)::int AS n FROM heart_rate_samples WHERE source = 'Bound'`)).rows[0].n, payloads * rowsEach);
+    for (const c of await storedCounts(ids)) assert.equal(c.heart_rate?.inserted, rowsEach);
+    // Two transactions: the first ten payloads together, then the two left over.
+    const { rows } = await pool.query<{ id: string; at: Date }>(`SELECT id::text, processed_at AS at FROM raw_ingestions WHERE id = ANY($1::int8[]) ORDER BY id`, [ids]);
+    const first = rows.slice(0, payloads - 2).map((r) => r.at.getTime());
+    const rest = rows.slice(payloads - 2).map((r) => r.at.getTime());
+    assert.equal(new Set(first).size, 1, 'the first batch committed at one time');
+    assert.ok(Math.min(...rest) > first[0]!, 'the payloads left over were processed afterwards');
   });
 
   test('a payload the database refuses fails alone: the rest of its batch is stored', { timeout: 60_000 }, async () => {

@@ -322,7 +322,7 @@ export class IngestService implements IngestSink, Component {
           ? parseBody(job.body)
           : await this.#loadPayload(job.ingestionId);
       // The job no longer pins the parsed tree: it can be collected once its rows are built. A
-      // retry reads the payload back from raw_ingestions.
+      // retry parses the kept bytes again or reads the payload back from raw_ingestions.
       job.json = undefined;
       job.hasJson = false;
       // A large payload's bytes and string are garbage by now, and its tree once its rows exist.

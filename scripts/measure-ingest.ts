@@ -6,6 +6,7 @@
  * Run: TEST_DATABASE_URL=postgres://… npx tsc -p tsconfig.json &&
  *   node dist/scripts/measure-ingest.js [mqtt|rest|rest-gzip] [samples=1000000] [runs=1] [ceiling=yes|no]
  *   node dist/scripts/measure-ingest.js small [messages=20000]   (RSS over many small payloads)
+ *   node dist/scripts/measure-ingest.js clients [messages=10000] [clients=100]   (acknowledged vs processed per second)
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -199,9 +200,67 @@ async function smallMessages(count: number): Promise<void> {
   await new Promise((r) => child.once('exit', r));
 }
 
+/**
+ * Many small payloads (1–10 samples) from many MQTT clients at once, each publishing at QoS 1 as
+ * fast as its PUBACKs come back: payloads acknowledged and processed per second, and the
+ * daemon's RSS, every second until everything is processed.
+ */
+async function manyClients(count: number, clientCount: number): Promise<void> {
+  const child: ChildProcess = fork(new URL(import.meta.url).pathname, ['daemon']);
+  const info = await new Promise<{ wsUrl: string; dbUrl: string; key: string }>((resolve) => child.once('message', resolve as never));
+  const rss = (): number => Math.round(Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))![1]) / 1024);
+  const pool = new pg.Pool({ connectionString: info.dbUrl, max: 1 });
+  const processedCount = async (): Promise<number> =>
+    (await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM raw_ingestions WHERE status = 'processed'`)).rows[0]!.n;
+  const clients = await Promise.all(
+    Array.from({ length: clientCount }, () => mqtt.connectAsync(info.wsUrl, { username: 'bench', password: info.key, reconnectPeriod: 0 })),
+  );
+  const perClient = Math.ceil(count / clientCount);
+  let acked = 0;
+  let processed = 0;
+  let ackedAt = 0;
+  const timeline: Array<{ s: number; acked: number; processed: number; rssMb: number }> = [];
+  const t0 = performance.now();
+  const publishing = Promise.all(
+    clients.map(async (client, c) => {
+      for (let k = 0; k < perClient; k++) {
+        const i = c * perClient + k;
+        if (i >= count) return;
+        const data = Array.from({ length: 1 + (i % 10) }, (_, j) => `{"date":"${haeDate(BASE + (i * 10 + j) * 60_000, 60)[0]}","qty":${j},"source":"Anna’s iPhone"}`);
+        await client.publishAsync('health/bench', `{"data":{"metrics":[{"name":"step_count","units":"count","data":[${data.join(',')}]}]}}`, { qos: 1 });
+        acked++;
+      }
+    }),
+  ).then(() => (ackedAt = performance.now() - t0));
+  while (processed < count) {
+    await new Promise((r) => setTimeout(r, 1_000));
+    processed = await processedCount();
+    timeline.push({ s: Math.round((performance.now() - t0) / 1000), acked, processed, rssMb: rss() });
+  }
+  const processedAt = performance.now() - t0;
+  await publishing;
+  await pool.end();
+  console.log(
+    JSON.stringify({
+      mode: 'clients',
+      messages: count,
+      clients: clientCount,
+      ackedPerSecond: Math.round(count / (ackedAt / 1000)),
+      processedPerSecond: Math.round(count / (processedAt / 1000)),
+      secondsToAck: +(ackedAt / 1000).toFixed(1),
+      secondsToProcess: +(processedAt / 1000).toFixed(1),
+      timeline,
+    }),
+  );
+  await Promise.all(clients.map((c) => c.endAsync()));
+  child.send({ stop: true });
+  await new Promise((r) => child.once('exit', r));
+}
+
 async function main(): Promise<void> {
   const [mode = 'mqtt', samplesArg = '1000000', runsArg = '1', ceilingArg = 'yes'] = process.argv.slice(2);
   if (mode === 'small') return smallMessages(Number(samplesArg));
+  if (mode === 'clients') return manyClients(Number(process.argv[3] ?? 10_000), Number(process.argv[4] ?? 100));
   const samples = Number(samplesArg);
   const { payload, cols } = generate(samples);
   console.error(`payload: ${samples} samples, ${(payload.length / 1e6).toFixed(1)} MB`);

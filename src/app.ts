@@ -10,6 +10,7 @@ import { ClientAddressResolver } from './http/client-address.js';
 import { CorsPolicy } from './http/cors.js';
 import { HttpRateLimits } from './http/rate-limit.js';
 import { HttpServer, type ReadinessReport } from './http/server.js';
+import { BatchProcessor } from './ingest/batch-processor.js';
 import { PayloadProcessor } from './ingest/processor.js';
 import { DatabaseOutage } from './ingest/outage.js';
 import { RawIngestionStore } from './ingest/raw-store.js';
@@ -210,6 +211,7 @@ export class App {
         // Two writers keep both PostgreSQL and Node busy; one connection stays free for acknowledgements.
         writeConnections: config.database.poolMax >= 3 ? 2 : 1,
       }),
+      batches: new BatchProcessor({ pool: db.pool, partitions, chunkRows: config.ingest.chunkRows, limits: config.validation }),
       logger: log.child({ component: 'ingest' }),
       metrics: this.metrics,
       options: { maxAttempts: config.ingest.maxAttempts, retryBaseMs: 1_000, maxQueuedBytes: config.ingest.maxQueuedBytes, jsonLimits: config.json },

@@ -55,6 +55,19 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly batchPayloads = new client.Histogram({
+    name: 'self_sensored_ingest_batch_payloads',
+    help: 'Payloads turned into samples per processing transaction (queued small payloads are processed together)',
+    buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500],
+    registers: [this.registry],
+  });
+
+  readonly batchFallbacks = new client.Counter({
+    name: 'self_sensored_ingest_batch_fallbacks_total',
+    help: 'Batches of payloads rolled back by a permanent error and then processed one payload at a time',
+    registers: [this.registry],
+  });
+
   readonly processingFailures = new client.Counter({
     name: 'self_sensored_ingest_processing_failures_total',
     help: 'Payloads whose processing failed (they stay in raw_ingestions with their error)',

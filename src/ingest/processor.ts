@@ -27,7 +27,7 @@ import { writeSamples } from '../store/sample-writer.js';
 // A payload with a million bad points must not produce a million-entry answer or row.
 export const MAX_REPORTED_REJECTIONS = 1_000;
 
-interface Job<R> {
+export interface Job<R> {
   table: SampleTable<R>;
   rows: readonly R[];
 }
@@ -35,7 +35,7 @@ interface Job<R> {
 const job = <R>(table: SampleTable<R>, rows: readonly R[]): Job<unknown> => ({ table, rows }) as Job<unknown>;
 
 /** One job per data type, in a fixed order (workouts before their series and routes). */
-function jobsOf(parsed: ParsedPayload): Job<unknown>[] {
+export function jobsOf(parsed: ParsedPayload): Job<unknown>[] {
   return [
     job(quantityTable, parsed.quantity),
     job(heartRateTable, parsed.heartRate),
@@ -77,7 +77,7 @@ export class ConstraintViolationError extends Error {
 }
 
 /** Names the data type (and constraint) in errors caused by a row's values; others pass as they are. */
-function explainWriteError(label: string, err: unknown): unknown {
+export function explainWriteError(label: string, err: unknown): unknown {
   if (!(err instanceof Error)) return err;
   const { code, constraint } = err as Error & { code?: unknown; constraint?: unknown };
   if (typeof code !== 'string') return err;
@@ -183,16 +183,20 @@ export class PayloadProcessor {
         ],
       );
     });
-    const byReason = new Map<string, RejectionTally>();
-    for (const r of parsed.rejections) {
-      const key = `${r.type}\u0000${r.reason}`;
-      const tally = byReason.get(key) ?? { type: r.type, reason: r.reason, count: 0 };
-      tally.count++;
-      byReason.set(key, tally);
-    }
     return {
       result: { ingestionId, counts, rejections, notStored: parsed.notStored },
-      rejectionTallies: [...byReason.values()],
+      rejectionTallies: tallyRejections(parsed.rejections),
     };
   }
+}
+
+export function tallyRejections(rejections: readonly ItemRejection[]): RejectionTally[] {
+  const byReason = new Map<string, RejectionTally>();
+  for (const r of rejections) {
+    const key = `${r.type}\u0000${r.reason}`;
+    const tally = byReason.get(key) ?? { type: r.type, reason: r.reason, count: 0 };
+    tally.count++;
+    byReason.set(key, tally);
+  }
+  return [...byReason.values()];
 }

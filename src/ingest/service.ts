@@ -12,10 +12,11 @@ import { AppError, isTransientDatabaseError } from '../errors.js';
 import type { Component } from '../lifecycle.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
+import { MAX_BATCH_BYTES, MAX_BATCH_PAYLOADS, SMALL_PAYLOAD_BYTES, type BatchItem, type BatchProcessor } from './batch-processor.js';
 import { collectGarbage } from './collect-garbage.js';
 import { parseJsonBody } from './json-body.js';
 import { DEFAULT_JSON_LIMITS, type JsonLimits } from './json-limits.js';
-import type { PayloadProcessor } from './processor.js';
+import type { PayloadProcessor, ProcessedPayload } from './processor.js';
 import type { DatabaseOutage } from './outage.js';
 import type { RawIngestionStore, StoredRaw } from './raw-store.js';
 import type { SpoolMetrics } from './spool-metrics.js';
@@ -33,6 +34,11 @@ interface Job {
   /** The parsed payload when it is still in memory; otherwise it is read back from raw_ingestions. */
   json: unknown;
   hasJson: boolean;
+  /**
+   * A small payload's raw bytes (its own compact copy), parsed when its turn comes: a parsed tree
+   * takes several times the bytes, and the backlog is bounded by raw bytes.
+   */
+  body: Buffer | undefined;
   /** False when the JSON text has no `\u0000` escape (the parser then skips its U+0000 search). */
   mayContainNul: boolean;
   /** Raw payload size, counted in the backlog until the job is done for good. */
@@ -40,6 +46,8 @@ interface Job {
   settle: (outcome: ProcessedOutcome) => void;
   settled: boolean;
   attempt: number;
+  /** The database refused it before (not merely unreachable): it is retried alone, never in a batch. */
+  refused: boolean;
 }
 
 export interface IngestServiceOptions {
@@ -79,6 +87,7 @@ export class IngestService implements IngestSink, Component {
   readonly #pendingById = new Map<string, Promise<ProcessedOutcome>>();
   readonly #retryTimers = new Set<NodeJS.Timeout>();
   readonly #spool: SpoolPath | null;
+  readonly #batches: BatchProcessor | null;
   #working = false;
   #stopped = false;
   #idleWaiters: Array<() => void> = [];
@@ -94,6 +103,8 @@ export class IngestService implements IngestSink, Component {
     metrics: Metrics;
     options: IngestServiceOptions;
     spool?: SpoolPath;
+    /** Processes queued small payloads together; without it every payload is processed alone. */
+    batches?: BatchProcessor;
   }) {
     this.#pool = deps.pool;
     this.#raw = deps.raw;
@@ -102,6 +113,7 @@ export class IngestService implements IngestSink, Component {
     this.#metrics = deps.metrics;
     this.#options = deps.options;
     this.#spool = deps.spool ?? null;
+    this.#batches = deps.batches ?? null;
   }
 
   /** Resumes payloads that were stored but not processed (the daemon stopped or crashed). */
@@ -113,7 +125,7 @@ export class IngestService implements IngestSink, Component {
       `SELECT id, user_id, transport, size_bytes, attempts FROM raw_ingestions WHERE status = 'received' ORDER BY id`,
     );
     // Attempts carry over from earlier runs, so a payload that fails at every start still ends failed.
-    for (const row of rows) this.#enqueue(String(row.id), String(row.user_id), row.transport, undefined, false, Number(row.size_bytes), Number(row.attempts));
+    for (const row of rows) this.#enqueue(String(row.id), String(row.user_id), row.transport, undefined, false, undefined, Number(row.size_bytes), Number(row.attempts));
     if (rows.length > 0) this.#logger.info({ payloads: rows.length }, 'resuming stored payloads that were not processed');
   }
 
@@ -153,7 +165,7 @@ export class IngestService implements IngestSink, Component {
     }
     this.#metrics.ingestDuration.observe({ transport, stage: 'accept' }, (performance.now() - started) / 1000);
     this.#metrics.payloads.inc({ transport, outcome: stored.inserted ? 'stored' : 'duplicate' });
-    const processed = this.#processedFor(stored, request, parsed.value, true, mayContainNul(request.body));
+    const processed = this.#processedFor(stored, request, parsed.value, true, mayContainNul(request.body), this.#batches !== null);
     return { kind: 'stored', ingestionId: stored.id, duplicatePayload: !stored.inserted, processed };
   }
 
@@ -214,18 +226,22 @@ export class IngestService implements IngestSink, Component {
   #release(job: Job): void {
     this.#queuedBytes -= job.bytes;
     job.bytes = 0;
+    job.body = undefined;
     this.#metrics.processingQueueBytes.set(this.#queuedBytes);
     if (this.#queuedBytes <= this.#options.maxQueuedBytes) this.#wakeRoomWaiters();
   }
 
-  #processedFor(stored: StoredRaw, request: IngestRequest, json: unknown, hasJson = true, nul = true): Promise<ProcessedOutcome> {
+  #processedFor(stored: StoredRaw, request: IngestRequest, json: unknown, hasJson = true, nul = true, keepBody = false): Promise<ProcessedOutcome> {
     const bytes = request.body.length;
-    if (stored.inserted || stored.status === 'failed') {
-      return this.#enqueue(stored.id, request.identity.userId, request.transport, json, hasJson, bytes, 0, nul);
-    }
+    const enqueue = (): Promise<ProcessedOutcome> => {
+      // A small payload waits as its bytes, not as its tree (parsing it again costs microseconds).
+      const body = keepBody && bytes < SMALL_PAYLOAD_BYTES ? compactCopy(request.body) : undefined;
+      return this.#enqueue(stored.id, request.identity.userId, request.transport, body ? undefined : json, body ? false : hasJson, body, bytes, 0, nul);
+    };
+    if (stored.inserted || stored.status === 'failed') return enqueue();
     if (stored.status === 'processed') return Promise.resolve(duplicateResult(stored));
     // Same bytes still waiting: share the job already queued (or queue it, after a restart).
-    return this.#pendingById.get(stored.id) ?? this.#enqueue(stored.id, request.identity.userId, request.transport, json, hasJson, bytes, 0, nul);
+    return this.#pendingById.get(stored.id) ?? enqueue();
   }
 
   #enqueue(
@@ -234,6 +250,7 @@ export class IngestService implements IngestSink, Component {
     transport: Transport,
     json: unknown,
     hasJson: boolean,
+    body: Buffer | undefined,
     bytes: number,
     attempts = 0,
     nul = true,
@@ -250,10 +267,12 @@ export class IngestService implements IngestSink, Component {
       transport,
       json: keepJson ? json : undefined,
       hasJson: keepJson,
+      body,
       mayContainNul: nul,
       bytes,
       settled: false,
       attempt: attempts,
+      refused: false,
       settle: () => undefined,
     };
     this.#queue.push(job);
@@ -285,9 +304,10 @@ export class IngestService implements IngestSink, Component {
     this.#working = true;
     try {
       while (this.#queue.length > 0 && !this.#stopped) {
-        const job = this.#queue.shift()!;
+        const batch = this.#takeBatch();
         this.#metrics.processingQueue.set(this.#queue.length);
-        await this.#run(job);
+        if (batch.length > 1) await this.#runBatch(batch);
+        else await this.#run(batch[0]!);
       }
     } finally {
       this.#working = false;
@@ -301,9 +321,11 @@ export class IngestService implements IngestSink, Component {
     try {
       const input: { json: unknown; mayContainNul: boolean; onRowsBuilt?: () => void } = job.hasJson
         ? { json: job.json, mayContainNul: job.mayContainNul }
-        : await this.#loadPayload(job.ingestionId);
+        : job.body
+          ? parseBody(job.body)
+          : await this.#loadPayload(job.ingestionId);
       // The job no longer pins the parsed tree: it can be collected once its rows are built. A
-      // retry reads the payload back from raw_ingestions.
+      // retry parses the kept bytes again or reads the payload back from raw_ingestions.
       job.json = undefined;
       job.hasJson = false;
       // A large payload's bytes and string are garbage by now, and its tree once its rows exist.
@@ -312,25 +334,103 @@ export class IngestService implements IngestSink, Component {
         collectGarbage();
         input.onRowsBuilt = collectGarbage;
       }
-      const { result, rejectionTallies } = await this.#processor.processPayload(job.ingestionId, job.userId, input);
-      this.#pendingById.delete(job.ingestionId);
-      const seconds = (performance.now() - started) / 1000;
-      this.#metrics.ingestDuration.observe({ transport: job.transport, stage: 'process' }, seconds);
-      for (const [type, c] of Object.entries(result.counts)) {
-        if (c.inserted) this.#metrics.samples.inc({ transport: job.transport, type, result: 'inserted' }, c.inserted);
-        if (c.updated) this.#metrics.samples.inc({ transport: job.transport, type, result: 'updated' }, c.updated);
-        if (c.unchanged) this.#metrics.samples.inc({ transport: job.transport, type, result: 'unchanged' }, c.unchanged);
-      }
-      for (const t of rejectionTallies) this.#metrics.rejections.inc({ transport: job.transport, type: t.type, reason: t.reason }, t.count);
-      this.#release(job);
-      this.#logger.info(
-        { ingestionId: job.ingestionId, transport: job.transport, ms: Math.round(seconds * 1000), counts: summarize(result.counts), rejected: rejectionTallies.reduce((n, t) => n + t.count, 0) },
-        'payload processed',
-      );
-      job.settle(result);
+      const processed = await this.#processor.processPayload(job.ingestionId, job.userId, input);
+      this.#metrics.batchPayloads.observe(1);
+      this.#finish(job, processed, (performance.now() - started) / 1000);
     } catch (err) {
       await this.#handleFailure(job, err);
     }
+  }
+
+  #finish(job: Job, { result, rejectionTallies }: ProcessedPayload, seconds: number): void {
+    this.#pendingById.delete(job.ingestionId);
+    this.#metrics.ingestDuration.observe({ transport: job.transport, stage: 'process' }, seconds);
+    for (const [type, c] of Object.entries(result.counts)) {
+      if (c.inserted) this.#metrics.samples.inc({ transport: job.transport, type, result: 'inserted' }, c.inserted);
+      if (c.updated) this.#metrics.samples.inc({ transport: job.transport, type, result: 'updated' }, c.updated);
+      if (c.unchanged) this.#metrics.samples.inc({ transport: job.transport, type, result: 'unchanged' }, c.unchanged);
+    }
+    for (const t of rejectionTallies) this.#metrics.rejections.inc({ transport: job.transport, type: t.type, reason: t.reason }, t.count);
+    this.#release(job);
+    this.#logger.info(
+      { ingestionId: job.ingestionId, transport: job.transport, ms: Math.round(seconds * 1000), counts: summarize(result.counts), rejected: rejectionTallies.reduce((n, t) => n + t.count, 0) },
+      'payload processed',
+    );
+    job.settle(result);
+  }
+
+  /**
+   * The next job, and when it is small, the small jobs queued right behind it (up to the batch
+   * bounds). A job the database refused before is processed alone, so it cannot fail a batch again.
+   */
+  #takeBatch(): Job[] {
+    const first = this.#queue.shift()!;
+    const batch = [first];
+    if (!this.#batches || !batchable(first)) return batch;
+    let bytes = first.bytes;
+    while (batch.length < MAX_BATCH_PAYLOADS && this.#queue.length > 0) {
+      const next = this.#queue[0]!;
+      if (!batchable(next) || bytes + next.bytes > MAX_BATCH_BYTES) break;
+      batch.push(this.#queue.shift()!);
+      bytes += next.bytes;
+    }
+    return batch;
+  }
+
+  /**
+   * Several small payloads in one transaction (batch-processor.ts). A permanent error (a row the
+   * database refuses) sends each of them through the single-payload path, so only the payload at
+   * fault fails; a transient one is handled as for single payloads (retry, outage → spool).
+   */
+  async #runBatch(jobs: Job[]): Promise<void> {
+    const started = performance.now();
+    let processed: ProcessedPayload[];
+    try {
+      const items = await this.#batchItems(jobs);
+      processed = await this.#batches!.processBatch(items);
+    } catch (err) {
+      if (isTransientDatabaseError(err)) {
+        for (const job of jobs) {
+          job.attempt++;
+          await this.#handleFailure(job, err);
+        }
+        return;
+      }
+      this.#metrics.batchFallbacks.inc();
+      this.#logger.warn({ payloads: jobs.length, error: errorText(err) }, 'batch of payloads failed; processing them one by one');
+      for (const job of jobs) {
+        if (this.#stopped) job.settle({ ingestionId: job.ingestionId, error: 'shutting down; the payload is stored and will be processed at the next start' });
+        else await this.#run(job);
+      }
+      return;
+    }
+    // Payloads past the batch's row bound go back to the front of the queue, in order.
+    this.#queue.unshift(...jobs.slice(processed.length));
+    this.#metrics.batchPayloads.observe(processed.length);
+    const seconds = (performance.now() - started) / 1000;
+    for (let i = 0; i < processed.length; i++) this.#finish(jobs[i]!, processed[i]!, seconds);
+  }
+
+  async #batchItems(jobs: Job[]): Promise<BatchItem[]> {
+    // Payloads resumed at start (or after an outage) have neither tree nor bytes in memory.
+    const missing = jobs.filter((j) => !j.hasJson && !j.body).map((j) => j.ingestionId);
+    const loaded = new Map<string, Buffer>();
+    if (missing.length > 0) {
+      const { rows } = await this.#pool.query<{ id: string; payload: Buffer }>('SELECT id, payload FROM raw_ingestions WHERE id = ANY($1::int8[])', [missing]);
+      for (const row of rows) loaded.set(String(row.id), row.payload);
+    }
+    return jobs.map((job) => {
+      const base = { ingestionId: job.ingestionId, userId: job.userId };
+      if (job.hasJson) {
+        const item = { ...base, json: job.json, mayContainNul: job.mayContainNul };
+        job.json = undefined;
+        job.hasJson = false;
+        return item;
+      }
+      const body = job.body ?? loaded.get(job.ingestionId);
+      if (!body) throw new Error(`raw ingestion ${job.ingestionId} does not exist`);
+      return { ...base, ...parseBody(body) };
+    });
   }
 
   async #handleFailure(job: Job, err: unknown): Promise<void> {
@@ -339,6 +439,7 @@ export class IngestService implements IngestSink, Component {
     this.#metrics.processingFailures.inc();
     this.#metrics.dbErrors.inc({ kind: transient ? 'transient' : 'permanent' });
     const giveUp = !transient && job.attempt >= this.#options.maxAttempts;
+    if (!transient) job.refused = true;
     // New payloads go to the spool rather than wait for a backlog that cannot drain now.
     if (transient) this.#spool?.outage.begin(message);
     this.#logger.error({ ingestionId: job.ingestionId, attempt: job.attempt, transient, error: message }, giveUp ? 'payload processing failed; marked failed' : 'payload processing failed; will retry');
@@ -368,9 +469,7 @@ export class IngestService implements IngestSink, Component {
   async #loadPayload(ingestionId: string): Promise<{ json: unknown; mayContainNul: boolean }> {
     const { rows } = await this.#pool.query<{ payload: Buffer }>('SELECT payload FROM raw_ingestions WHERE id = $1', [ingestionId]);
     if (!rows[0]) throw new Error(`raw ingestion ${ingestionId} does not exist`);
-    const parsed = parseJsonBody(rows[0].payload);
-    if (!parsed.ok) throw new Error(`stored payload is not valid JSON: ${parsed.message}`);
-    return { json: parsed.value, mayContainNul: mayContainNul(rows[0].payload) };
+    return parseBody(rows[0].payload);
   }
 
   /** Waits until the processing queue is empty, or the deadline passes. */
@@ -415,6 +514,27 @@ function duplicateResult(stored: StoredRaw): ProcessingResult {
     rejections: (stored.rejections ?? []) as ProcessingResult['rejections'],
     notStored: (stored.notStored ?? []) as ProcessingResult['notStored'],
   };
+}
+
+function parseBody(body: Buffer): { json: unknown; mayContainNul: boolean } {
+  const parsed = parseJsonBody(body);
+  if (!parsed.ok) throw new Error(`stored payload is not valid JSON: ${parsed.message}`);
+  return { json: parsed.value, mayContainNul: mayContainNul(body) };
+}
+
+/** Small, and not refused before (such a payload is retried alone). */
+function batchable(job: Job): boolean {
+  return job.bytes < SMALL_PAYLOAD_BYTES && !job.refused;
+}
+
+/**
+ * The body in a buffer of its own: a transport's buffer can be a view into a larger one (a whole
+ * socket read), which would stay alive as long as the queued job.
+ */
+function compactCopy(body: Buffer): Buffer {
+  const copy = Buffer.allocUnsafeSlow(body.length);
+  body.copy(copy);
+  return copy;
 }
 
 /** A JSON text can only carry U+0000 as the escape `\u0000` (a raw control character is invalid JSON). */

@@ -110,7 +110,7 @@ function inKeyOrder<R>(table: SampleTable<R>, rows: readonly R[]): boolean {
 }
 
 /** The columns of rows[start…end) as binary arrays, end cut by row count or by size. */
-function encodeChunk<R>(columns: readonly Column<R>[], rows: readonly R[], start: number, maxRows: number, maxBytes: number): { arrays: Buffer[]; end: number } {
+export function encodeChunk<R>(columns: readonly Column<R>[], rows: readonly R[], start: number, maxRows: number, maxBytes: number): { arrays: Buffer[]; end: number } {
   const limit = Math.min(rows.length, start + maxRows);
   // Sized for the rows at hand (a small payload's columns need a few bytes, not 64 KB each); grows.
   const initialBytes = Math.min(64 * 1024, 64 + (limit - start) * 16);

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { test } from 'node:test';
 import client from 'prom-client';
-import { addressBucket, normalizeAddress } from '../src/http/client-address.js';
+import { addressBucket, normalizeAddress } from '../src/network-address.js';
 import { createLogger } from '../src/log.js';
 import { MemoryRateLimiter } from '../src/ratelimit/memory-limiter.js';
 import { RateLimitMetrics } from '../src/ratelimit/metrics.js';

@@ -1,4 +1,4 @@
-import { isIPv4, isIPv6 } from 'node:net';
+import { addressBucket, normalizeAddress } from '../network-address.js';
 
 export interface ThrottlePolicy {
   /** Failures within the window answered without delay. */
@@ -137,21 +137,8 @@ export class AuthThrottle {
   }
 }
 
-/**
- * The throttling identity of a remote address: IPv4 as is (also when IPv4-mapped), IPv6 by its
- * /64 network, since one host usually owns a whole /64 and could otherwise rotate addresses freely.
- */
+/** The throttling identity of a remote address: the same bucket the rate limits use. */
 export function throttleAddress(remoteAddress: string | undefined): string {
-  if (!remoteAddress) return 'unknown';
-  let address = remoteAddress.split('%', 1)[0]!.toLowerCase();
-  if (address.startsWith('::ffff:') && isIPv4(address.slice(7))) address = address.slice(7);
-  if (isIPv4(address) || !isIPv6(address)) return address;
-  const [head = '', tail] = address.split('::');
-  const left = head ? head.split(':') : [];
-  const right = tail === undefined ? [] : tail ? tail.split(':') : [];
-  const groups = [...left, ...Array<string>(Math.max(0, 8 - left.length - right.length)).fill('0'), ...right];
-  return `${groups
-    .slice(0, 4)
-    .map((g) => parseInt(g, 16).toString(16))
-    .join(':')}::/64`;
+  const address = normalizeAddress(remoteAddress);
+  return address ? addressBucket(address) : 'unknown';
 }

@@ -2,7 +2,7 @@ import type { ServerResponse } from 'node:http';
 import { AppError } from '../errors.js';
 import type { RateLimitMetrics } from '../ratelimit/metrics.js';
 import type { RateDecision, RateLimiter, RateRule, RateScope } from '../ratelimit/types.js';
-import { addressBucket } from './client-address.js';
+import { addressBucket } from '../network-address.js';
 
 export interface HttpRateLimitRules {
   key: RateRule | null;

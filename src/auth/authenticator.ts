@@ -83,7 +83,8 @@ export class KeyAuthenticator implements Authenticator, Component {
   readonly #listeners = new Set<(keyIds: readonly string[]) => void>();
   #invalidationClock: Date | null = null;
   #timer: NodeJS.Timeout | null = null;
-  #refreshing = false;
+  /** The refresh round in progress, which stop() waits for so that no query outlives it. */
+  #refreshing: Promise<void> | null = null;
 
   constructor(deps: {
     keys: KeyStore;
@@ -114,6 +115,7 @@ export class KeyAuthenticator implements Authenticator, Component {
   async stop(): Promise<void> {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = null;
+    await this.#refreshing;
     await this.#flushLastUsed().catch(() => undefined);
     this.#cache.clear();
   }
@@ -319,9 +321,12 @@ export class KeyAuthenticator implements Authenticator, Component {
   }
 
   /** One refresh round; runs on a timer, public for tests. */
-  async refresh(): Promise<void> {
-    if (this.#refreshing) return;
-    this.#refreshing = true;
+  refresh(): Promise<void> {
+    this.#refreshing ??= this.#refreshOnce().finally(() => (this.#refreshing = null));
+    return this.#refreshing;
+  }
+
+  async #refreshOnce(): Promise<void> {
     try {
       const now = Date.now();
       for (const [slot, entry] of this.#cache) {
@@ -350,8 +355,6 @@ export class KeyAuthenticator implements Authenticator, Component {
     } catch (err) {
       // Keep serving from cache while the database is away; the next tick retries.
       this.#logger.warn({ error: err instanceof Error ? err.message : String(err) }, 'key cache refresh failed');
-    } finally {
-      this.#refreshing = false;
     }
   }
 }

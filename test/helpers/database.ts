@@ -33,6 +33,14 @@ export async function createTestDatabase(): Promise<TestDatabase> {
       const c = new pg.Client({ connectionString: admin });
       await c.connect();
       try {
+        // pg's pool.end() resolves before its sockets are closed: a FORCE drop right away kills
+        // those backends, and the closing clients then throw "terminating connection due to
+        // administrator command" into whichever test runs next. Give them a moment to go.
+        for (let waited = 0; waited < 2_000; waited += 20) {
+          const { rows } = await c.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1', [name]);
+          if (rows[0]!.n === 0) break;
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
         await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
       } finally {
         await c.end();

@@ -90,7 +90,9 @@ export class Daemon {
   /** Spawns the daemon and waits until /ready answers 200 (database reachable, broker listening). */
   async start(timeoutMs: number): Promise<void> {
     if (this.#running) throw new Error('the daemon is already running');
-    const child = spawn(process.execPath, [path.join(projectRoot, 'dist', 'src', 'main.js'), 'start'], { env: this.#env(), stdio: ['ignore', 'pipe', 'pipe'] });
+    // DAEMON_NODE_ARGS profiles a run (`--cpu-prof --cpu-prof-dir=/tmp/prof`); unset, the daemon runs as shipped.
+    const nodeArgs = process.env.DAEMON_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+    const child = spawn(process.execPath, [...nodeArgs, path.join(projectRoot, 'dist', 'src', 'main.js'), 'start'], { env: this.#env(), stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout!.on('data', (c: Buffer) => this.#remember(c));
     child.stderr!.on('data', (c: Buffer) => this.#remember(c));
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));

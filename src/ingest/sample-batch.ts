@@ -1,0 +1,197 @@
+import type pg from 'pg';
+import type { ProcessingResult, TypeCounts } from '../../broker/types.js';
+import type { ParsedPayload } from '../hae/types.js';
+import { monthsOf, type PartitionManager } from '../store/partitions.js';
+import type { Column, SampleTable } from '../store/sample-tables.js';
+import { encodeChunk, MAX_CHUNK_BYTES } from '../store/sample-writer.js';
+import { explainWriteError, jobsOf, MAX_REPORTED_REJECTIONS, tallyRejections, type Job, type ProcessedPayload } from './processor.js';
+
+/** A row of the batch with the 1-based index of the payload it came from. */
+interface BatchRow<R> {
+  payload: number;
+  row: R;
+}
+
+/**
+ * The rows of several parsed payloads, per table, ready to be written in one transaction: each
+ * row carries its own payload's user and ingestion id.
+ *
+ * Two rows with the same natural key collapse to the one of the latest payload (the highest
+ * `order`: arrival order), as if the payloads had been processed one after another. The
+ * superseded row counts as `unchanged` for its payload, since its value is not what the table
+ * holds. Inserted and updated rows are counted for the payload whose ingestion id the written
+ * row carries.
+ */
+export class SampleBatch {
+  readonly #parsed: readonly ParsedPayload[];
+  readonly #userIds: readonly string[];
+  readonly #jobs: Job<unknown>[][];
+  readonly #tables: SampleTable<unknown>[];
+  readonly #rowsByTable: BatchRow<unknown>[][];
+
+  /** `order[i]` ranks payload i among the others: the later export wins a shared key. */
+  constructor(parsed: readonly ParsedPayload[], userIds: readonly string[], order: readonly number[]) {
+    this.#parsed = parsed;
+    this.#userIds = userIds;
+    this.#jobs = parsed.map(jobsOf);
+    this.#tables = this.#jobs.length === 0 ? [] : this.#jobs[0]!.map((j) => j.table);
+    this.#rowsByTable = this.#tables.map((table, t) =>
+      newestPerKey(
+        table,
+        this.#jobs.flatMap((jobs, p) => jobs[t]!.rows.map((row) => ({ payload: p + 1, row }))),
+        userIds,
+        order,
+      ),
+    );
+  }
+
+  get rowCount(): number {
+    return this.#rowsByTable.reduce((n, rows) => n + rows.length, 0);
+  }
+
+  /** Partitions for every month of the batch, made ready in short transactions of their own. */
+  async ensurePartitions(partitions: PartitionManager): Promise<void> {
+    await Promise.all(
+      this.#tables.map((table, t) => {
+        const rows = this.#rowsByTable[t]!;
+        return rows.length === 0 ? undefined : partitions.ensureMonths(table.table, monthsOf(rows, (r) => table.time(r.row)));
+      }),
+    );
+  }
+
+  /** Upserts every table's rows on `client` (inside the caller's transaction); the counts per payload. */
+  async write(client: pg.ClientBase, ingestionIds: readonly string[], chunkRows: number): Promise<Array<Record<string, TypeCounts>>> {
+    const written: Array<Map<string, { inserted: number; updated: number }>> = [];
+    for (let t = 0; t < this.#tables.length; t++) {
+      const table = this.#tables[t]!;
+      const byPayload = new Map<string, { inserted: number; updated: number }>();
+      written.push(byPayload);
+      if (this.#rowsByTable[t]!.length === 0) continue;
+      await writeBatchRows(client, table, this.#rowsByTable[t]!, this.#userIds, ingestionIds, chunkRows, byPayload).catch((err: unknown) => {
+        throw explainWriteError(table.label, err);
+      });
+    }
+    return this.#parsed.map((parsed, p) => {
+      const counts: Record<string, TypeCounts> = {};
+      for (let t = 0; t < this.#tables.length; t++) {
+        const table = this.#tables[t]!;
+        const received = parsed.received[table.kind];
+        const stored = this.#jobs[p]![t]!.rows.length;
+        if (received === 0 && stored === 0) continue;
+        const w = written[t]!.get(ingestionIds[p]!) ?? { inserted: 0, updated: 0 };
+        counts[table.label] = { received, inserted: w.inserted, updated: w.updated, unchanged: stored - w.inserted - w.updated, rejected: received - stored };
+      }
+      return counts;
+    });
+  }
+}
+
+/** Whether every partition the payload's rows go to is known to exist already (no query, no DDL). */
+export function partitionsKnown(parsed: ParsedPayload, partitions: PartitionManager): boolean {
+  return jobsOf(parsed).every(({ table, rows }) => rows.length === 0 || partitions.hasMonths(table.table, monthsOf(rows, table.time)));
+}
+
+/** What a processed payload's raw_ingestions row records about it, as statement parameters. */
+export function outcomeColumns(parsed: readonly ParsedPayload[], counts: ReadonlyArray<Record<string, TypeCounts>>): {
+  counts: string[];
+  rejectedCount: number[];
+  rejections: string[];
+  notStored: string[];
+} {
+  return {
+    counts: counts.map((c) => JSON.stringify(c)),
+    rejectedCount: parsed.map((p) => p.rejections.length),
+    rejections: parsed.map((p) => JSON.stringify(p.rejections.slice(0, MAX_REPORTED_REJECTIONS))),
+    notStored: parsed.map((p) => JSON.stringify(p.notStored)),
+  };
+}
+
+export function processedResults(parsed: readonly ParsedPayload[], ingestionIds: readonly string[], counts: ReadonlyArray<Record<string, TypeCounts>>): ProcessedPayload[] {
+  return parsed.map((p, i) => ({
+    result: { ingestionId: ingestionIds[i]!, counts: counts[i]!, rejections: p.rejections.slice(0, MAX_REPORTED_REJECTIONS), notStored: p.notStored } satisfies ProcessingResult,
+    rejectionTallies: tallyRejections(p.rejections),
+  }));
+}
+
+/**
+ * One row per user and natural key: the row of the latest payload, and within one payload the
+ * last one (as the single-payload writer keeps it).
+ */
+function newestPerKey<R>(table: SampleTable<R>, rows: BatchRow<R>[], userIds: readonly string[], order: readonly number[]): BatchRow<R>[] {
+  const kept = new Map<string, BatchRow<R>>();
+  for (const r of rows) {
+    const key = `${userIds[r.payload - 1]}\u0000${table.key(r.row)}`;
+    const previous = kept.get(key);
+    if (!previous || order[r.payload - 1]! >= order[previous.payload - 1]!) kept.set(key, r);
+  }
+  return kept.size === rows.length ? rows : [...kept.values()];
+}
+
+async function writeBatchRows<R>(
+  client: pg.ClientBase,
+  table: SampleTable<R>,
+  rows: BatchRow<R>[],
+  userIds: readonly string[],
+  ingestionIds: readonly string[],
+  chunkRows: number,
+  byPayload: Map<string, { inserted: number; updated: number }>,
+): Promise<void> {
+  const columns = batchColumns(table);
+  const sql = batchUpsertSql(table);
+  const maxRows = Math.max(1, Math.min(chunkRows, table.maxChunkRows ?? Infinity));
+  for (let next = 0; next < rows.length; ) {
+    const chunk = encodeChunk(columns, rows, next, maxRows, MAX_CHUNK_BYTES);
+    next = chunk.end;
+    const { rows: result } = await client.query<{ ingestion_id: string; inserted: string; updated: string }>(sql, [userIds, ingestionIds, ...chunk.arrays]);
+    for (const r of result) {
+      const id = String(r.ingestion_id);
+      const tally = byPayload.get(id) ?? { inserted: 0, updated: 0 };
+      tally.inserted += Number(r.inserted);
+      tally.updated += Number(r.updated);
+      byPayload.set(id, tally);
+    }
+  }
+}
+
+const columnsCache = new WeakMap<object, Column<BatchRow<unknown>>[]>();
+
+/** The table's columns read from a batch row, after the index of the row's payload. */
+function batchColumns<R>(table: SampleTable<R>): Column<BatchRow<R>>[] {
+  const cached = columnsCache.get(table) as Column<BatchRow<R>>[] | undefined;
+  if (cached) return cached;
+  const columns: Column<BatchRow<R>>[] = [
+    { name: 'payload_index', type: 'int4', value: (r) => r.payload },
+    ...table.columns.map((c): Column<BatchRow<R>> => ({ ...c, value: (r) => c.value(r.row) })),
+  ];
+  columnsCache.set(table, columns as Column<BatchRow<unknown>>[]);
+  return columns;
+}
+
+const sqlCache = new WeakMap<object, string>();
+
+/**
+ * The writer's upsert (sample-writer.ts) with user and ingestion id looked up per row from the
+ * payload index ($1 and $2 hold them per payload), counting written rows per ingestion id.
+ */
+function batchUpsertSql<R>(table: SampleTable<R>): string {
+  const cached = sqlCache.get(table);
+  if (cached) return cached;
+  const names = table.columns.map((c) => c.name);
+  const unnestArgs = ['int4', ...table.columns.map((c) => c.type)].map((type, i) => `$${i + 3}::${type}[]`).join(', ');
+  const selected = table.columns.map((c) => (c.select ? c.select(`u.${c.name}`) : `u.${c.name}`)).join(', ');
+  const valueColumns = names.filter((n) => !table.conflict.includes(n));
+  const sql = `WITH written AS (
+      INSERT INTO ${table.table} AS t (user_id, ingestion_id, ${names.join(', ')})
+      SELECT ($1::int8[])[u.payload_index], ($2::int8[])[u.payload_index], ${selected}
+      FROM unnest(${unnestArgs}) AS u(payload_index, ${names.join(', ')})
+      ON CONFLICT (${table.conflict.join(', ')}) DO UPDATE
+        SET ${[...valueColumns, 'ingestion_id'].map((n) => `${n} = excluded.${n}`).join(', ')}, revision = t.revision + 1
+        WHERE t.ingestion_id <= excluded.ingestion_id
+          AND (${valueColumns.map((n) => `t.${n}`).join(', ')}) IS DISTINCT FROM (${valueColumns.map((n) => `excluded.${n}`).join(', ')})
+      RETURNING t.ingestion_id, t.revision = 1 AS inserted
+    )
+    SELECT ingestion_id, count(*) FILTER (WHERE inserted) AS inserted, count(*) FILTER (WHERE NOT inserted) AS updated
+    FROM written GROUP BY ingestion_id`;
+  sqlCache.set(table, sql);
+  return sql;
+}

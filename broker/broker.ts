@@ -18,6 +18,7 @@ import { PacketSizeGuard, guardStream, type PacketSizeViolation } from './packet
 import { PublishThrottle } from './publish-throttle.js';
 import { DEFAULT_MAX_INFLIGHT_PER_CLIENT, limitPublishesPerClient } from './publish-window.js';
 import { DEFAULT_KEEPALIVE_BOUNDS, applySessionPolicy, type KeepaliveBounds } from './session-policy.js';
+import { StatusSubscribers } from './status-subscribers.js';
 import { StatusChannel, ingestFilterProblems } from './status-topic.js';
 import { compileTopicFilterList } from './topic-filter.js';
 
@@ -76,6 +77,7 @@ export class MqttBroker implements Component {
   private readonly inflight = new InflightTracker();
   private readonly hooks: BrokerHooks;
   private readonly status: StatusChannel;
+  private readonly statusSubscribers = new StatusSubscribers();
   private readonly limiter: ConnectionLimiter;
   private readonly throttle: LogThrottle;
   private readonly keepalive: KeepaliveBounds;
@@ -123,6 +125,7 @@ export class MqttBroker implements Component {
       throttle: this.throttle,
       identityOf: (client) => this.hooks.sessionOf(client)?.identity,
       transportOf: (client) => this.connectionInfo(client),
+      hasSubscriber: (topic) => this.statusSubscribers.has(topic),
     });
     this.authenticator = deps.authenticator;
     this.hooks = createBrokerHooks({
@@ -146,6 +149,7 @@ export class MqttBroker implements Component {
     const aedes = await Aedes.createBroker(this.aedesOptions());
     this.aedes = aedes;
     this.status.attach(aedes);
+    this.statusSubscribers.watch(aedes);
     this.watch(aedes);
     this.stopListeningForRevocations = this.authenticator.onKeysInvalidated?.((keyIds) => this.dropKeys(keyIds)) ?? null;
     this.wss = new WebSocketServer({

@@ -90,6 +90,8 @@ export interface StatusChannelDeps {
   throttle: LogThrottle;
   identityOf(client: Client): Identity | undefined;
   transportOf(client: Client): { transport: Transport; remoteAddress: string | undefined };
+  /** Whether some connection could receive a message on this topic (StatusSubscribers). */
+  hasSubscriber(topic: string): boolean;
 }
 
 interface Publisher {
@@ -112,20 +114,24 @@ export class StatusChannel {
     this.broker = broker;
   }
 
-  /** The sink the broker uses: the real one, plus a status message once the outcome is known. */
+  /**
+   * The sink the broker uses: the real one, plus a status message once the outcome is known.
+   * Whether anyone is subscribed is decided when the payload is stored, before its PUBACK: a
+   * client that has its SUBACK gets the status of every payload it publishes from then on.
+   */
   wrapSink(sink: IngestSink): IngestSink {
     return {
       accept: async (request) => {
         const outcome = await sink.accept(request);
-        this.report(request, outcome);
+        const topic = statusTopicFor(request.identity);
+        // Nobody to tell: no message is built, not even the wait for processing.
+        if (topic !== null && this.deps.hasSubscriber(topic)) this.report(topic, request, outcome);
         return outcome;
       },
     };
   }
 
-  private report(request: IngestRequest, outcome: AcceptOutcome): void {
-    const topic = statusTopicFor(request.identity);
-    if (!topic) return;
+  private report(topic: string, request: IngestRequest, outcome: AcceptOutcome): void {
     // Only these two fields are kept while processing runs: never the request and its body.
     const base: StatusBase = { topic: request.topic, receivedAt: request.receivedAt.toISOString() };
     statusMessageFor(base, outcome).then(

@@ -206,7 +206,7 @@ export class Metrics {
 
   readonly mqttStatusMessages = new client.Counter({
     name: 'self_sensored_mqtt_status_messages_total',
-    help: 'Status messages published on the per-key status topics, by status (processed, stored_not_processed, spooled, invalid_json)',
+    help: 'Status messages published on the per-key status topics (only while a connection is subscribed), by status (processed, stored_not_processed, spooled, invalid_json)',
     labelNames: ['status'] as const,
     registers: [this.registry],
   });

@@ -32,6 +32,8 @@ export class TestSink implements IngestSink {
   /** accept() calls running now, and the most seen at once, per key prefix. */
   readonly running = new Map<string, number>();
   readonly peak = new Map<string, number>();
+  /** How often someone read an outcome's `processed` promise (to wait for the processing). */
+  processedReads = 0;
   private readonly holds = new Map<string, { promise: Promise<void>; release: () => void }>();
 
   hold(keyPrefix: string): () => void {
@@ -64,7 +66,17 @@ export class TestSink implements IngestSink {
         rejections: [],
         notStored: [],
       };
-      return { kind: 'stored', ingestionId, duplicatePayload: false, processed: Promise.resolve(result) };
+      const processed = Promise.resolve(result);
+      const reads = (): void => void this.processedReads++;
+      return {
+        kind: 'stored',
+        ingestionId,
+        duplicatePayload: false,
+        get processed() {
+          reads();
+          return processed;
+        },
+      };
     } finally {
       this.running.set(prefix, (this.running.get(prefix) ?? 1) - 1);
     }

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { IngestRequest } from '../../broker/types.js';
 import { storableText } from '../storable-text.js';
+import { queryWithoutCopy, type ZeroCopyParam } from '../store/zero-copy-query.js';
 
 export type RawStatus = 'received' | 'processed' | 'failed';
 
@@ -24,6 +25,20 @@ interface Pending {
 // 12 bind parameters per row: 1,000 rows stay far below PostgreSQL's 65,535 limit.
 const MAX_ROWS_PER_COMMIT = 1_000;
 const COLUMNS = 12;
+// From this size a body is written to the socket as it is instead of being copied into pg's Bind
+// message; below it pg's own path is as fast and the copy costs little memory.
+export const ZERO_COPY_BODY_BYTES = 1024 * 1024;
+
+interface ReturnedRow {
+  id: string;
+  user_id: string;
+  sha256: Buffer;
+  inserted: boolean;
+  status: RawStatus;
+  counts: StoredRaw['counts'];
+  rejections: unknown[] | null;
+  not_stored: unknown[] | null;
+}
 
 /**
  * Stores raw payloads with group commit: payloads that arrive while a commit is in flight share
@@ -80,7 +95,7 @@ export class RawIngestionStore {
     // The same bytes twice in one statement would make ON CONFLICT touch a row twice.
     const unique = new Map<string, Pending>();
     for (const p of batch) if (!unique.has(keyOf(p))) unique.set(keyOf(p), p);
-    const values: unknown[] = [];
+    const values: ZeroCopyParam[] = [];
     const tuples: string[] = [];
     let i = 0;
     for (const p of unique.values()) {
@@ -103,24 +118,14 @@ export class RawIngestionStore {
       );
       i++;
     }
-    const { rows } = await this.#pool.query<{
-      id: string;
-      user_id: string;
-      sha256: Buffer;
-      inserted: boolean;
-      status: RawStatus;
-      counts: StoredRaw['counts'];
-      rejections: unknown[] | null;
-      not_stored: unknown[] | null;
-    }>(
-      `INSERT INTO raw_ingestions AS r (user_id, api_key_id, transport, topic, client_id, remote_address, payload, sha256,
+    const sql = `INSERT INTO raw_ingestions AS r (user_id, api_key_id, transport, topic, client_id, remote_address, payload, sha256,
          size_bytes, received_at, last_received_at, status)
        VALUES ${tuples.join(', ')}
        ON CONFLICT (user_id, sha256) DO UPDATE
          SET last_received_at = excluded.last_received_at, receive_count = r.receive_count + 1
-       RETURNING id, user_id, sha256, (xmax = 0) AS inserted, status, counts, rejections, not_stored`,
-      values,
-    );
+       RETURNING id, user_id, sha256, (xmax = 0) AS inserted, status, counts, rejections, not_stored`;
+    const large = batch.some((p) => p.request.body.length >= ZERO_COPY_BODY_BYTES);
+    const { rows } = large ? await queryWithoutCopy<ReturnedRow>(this.#pool, sql, values) : await this.#pool.query<ReturnedRow>(sql, values);
     const byKey = new Map<string, StoredRaw>();
     for (const row of rows) {
       byKey.set(`${row.user_id}:${row.sha256.toString('hex')}`, {

@@ -13,7 +13,6 @@ import { HttpServer, type ReadinessReport } from './http/server.js';
 import { BatchProcessor } from './ingest/batch-processor.js';
 import { PayloadProcessor } from './ingest/processor.js';
 import { DatabaseOutage } from './ingest/outage.js';
-import { InlineIngestStore } from './ingest/inline-store.js';
 import { RawIngestionStore } from './ingest/raw-store.js';
 import { IngestService } from './ingest/service.js';
 import { SpoolMetrics } from './ingest/spool-metrics.js';
@@ -213,7 +212,6 @@ export class App {
         writeConnections: config.database.poolMax >= 3 ? 2 : 1,
       }),
       batches: new BatchProcessor({ pool: db.pool, partitions, chunkRows: config.ingest.chunkRows, limits: config.validation }),
-      inline: new InlineIngestStore({ pool: db.pool, partitions, chunkRows: config.ingest.chunkRows, limits: config.validation, metrics: this.metrics }),
       logger: log.child({ component: 'ingest' }),
       metrics: this.metrics,
       options: { maxAttempts: config.ingest.maxAttempts, retryBaseMs: 1_000, maxQueuedBytes: config.ingest.maxQueuedBytes, jsonLimits: config.json },

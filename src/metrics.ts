@@ -62,12 +62,6 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  readonly inlineFallbacks = new client.Counter({
-    name: 'self_sensored_ingest_inline_fallbacks_total',
-    help: 'Small payloads stored without their rows and processed afterwards, by reason (new_partition, contention: a lock or statement timeout or deadlock, refused: any other database error)',
-    labelNames: ['reason'] as const,
-    registers: [this.registry],
-  });
   readonly batchFallbacks = new client.Counter({
     name: 'self_sensored_ingest_batch_fallbacks_total',
     help: 'Batches of payloads rolled back by a permanent error and then processed one payload at a time',

@@ -17,6 +17,7 @@ async function measure(ctx: BenchContext, cpu: Record<string, CpuUse>, step: str
     // Acknowledged means stored, not yet processed: how far processing lagged behind the acks.
     const backlog = await waitDrained(ctx.rig.sql, 300_000);
     log(`scenario 2: the daemon finished processing ${backlog.seconds.toFixed(1)} s after the load ended`);
+    log(`scenario 2: daemon ingest metrics: ${await ingestMetrics(ctx.rig.daemon.httpUrl)}`);
     return {
       ...result,
       backlogSeconds: Math.round(backlog.seconds * 10) / 10,
@@ -26,6 +27,15 @@ async function measure(ctx: BenchContext, cpu: Record<string, CpuUse>, step: str
   } finally {
     await load.close();
   }
+}
+
+/** How the daemon wrote the load: payloads per processing transaction. */
+async function ingestMetrics(httpUrl: string): Promise<string> {
+  const text = await (await fetch(`${httpUrl}/metrics`)).text();
+  const value = (name: string): number => [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))].reduce((n, m) => n + Number(m[1]), 0);
+  const transactions = value('self_sensored_ingest_batch_payloads_count');
+  const payloads = value('self_sensored_ingest_batch_payloads_sum');
+  return `${transactions} processing transactions, ${(payloads / Math.max(1, transactions)).toFixed(1)} payloads each`;
 }
 
 const rounded = (r: MqttLoadResult & { backlogSeconds?: number; processedPerSecond?: number | null }) => ({

@@ -86,11 +86,6 @@ export class SampleBatch {
   }
 }
 
-/** Whether every partition the payload's rows go to is known to exist already (no query, no DDL). */
-export function partitionsKnown(parsed: ParsedPayload, partitions: PartitionManager): boolean {
-  return jobsOf(parsed).every(({ table, rows }) => rows.length === 0 || partitions.hasMonths(table.table, monthsOf(rows, table.time)));
-}
-
 /** What a processed payload's raw_ingestions row records about it, as statement parameters. */
 export function outcomeColumns(parsed: readonly ParsedPayload[], counts: ReadonlyArray<Record<string, TypeCounts>>): {
   counts: string[];
@@ -142,7 +137,12 @@ async function writeBatchRows<R>(
   for (let next = 0; next < rows.length; ) {
     const chunk = encodeChunk(columns, rows, next, maxRows, MAX_CHUNK_BYTES);
     next = chunk.end;
-    const { rows: result } = await client.query<{ ingestion_id: string; inserted: string; updated: string }>(sql, [userIds, ingestionIds, ...chunk.arrays]);
+    // Prepared once per connection: planning this upsert costs as much as writing a few dozen rows.
+    const { rows: result } = await client.query<{ ingestion_id: string; inserted: string; updated: string }>({
+      name: `ss_batch_upsert_${table.table}`,
+      text: sql,
+      values: [userIds, ingestionIds, ...chunk.arrays],
+    });
     for (const r of result) {
       const id = String(r.ingestion_id);
       const tally = byPayload.get(id) ?? { inserted: 0, updated: 0 };

@@ -17,7 +17,6 @@ import { collectGarbage } from './collect-garbage.js';
 import { parseJsonBody } from './json-body.js';
 import { DEFAULT_JSON_LIMITS, type JsonLimits } from './json-limits.js';
 import type { PayloadProcessor, ProcessedPayload } from './processor.js';
-import type { InlineIngestStore, InlineOutcome } from './inline-store.js';
 import type { DatabaseOutage } from './outage.js';
 import type { RawIngestionStore, StoredRaw } from './raw-store.js';
 import type { SpoolMetrics } from './spool-metrics.js';
@@ -89,7 +88,6 @@ export class IngestService implements IngestSink, Component {
   readonly #retryTimers = new Set<NodeJS.Timeout>();
   readonly #spool: SpoolPath | null;
   readonly #batches: BatchProcessor | null;
-  readonly #inline: InlineIngestStore | null;
   #working = false;
   #stopped = false;
   #idleWaiters: Array<() => void> = [];
@@ -107,8 +105,6 @@ export class IngestService implements IngestSink, Component {
     spool?: SpoolPath;
     /** Processes queued small payloads together; without it every payload is processed alone. */
     batches?: BatchProcessor;
-    /** Stores small payloads together with their rows; without it they are stored, then processed. */
-    inline?: InlineIngestStore;
   }) {
     this.#pool = deps.pool;
     this.#raw = deps.raw;
@@ -118,7 +114,6 @@ export class IngestService implements IngestSink, Component {
     this.#options = deps.options;
     this.#spool = deps.spool ?? null;
     this.#batches = deps.batches ?? null;
-    this.#inline = deps.inline ?? null;
   }
 
   /** Resumes payloads that were stored but not processed (the daemon stopped or crashed). */
@@ -154,69 +149,24 @@ export class IngestService implements IngestSink, Component {
     await this.#waitForRoom(true);
     if (this.#spool?.outage.active) return this.#toSpool(request, started);
     const sha256 = createHash('sha256').update(request.body).digest();
-    const nul = mayContainNul(request.body);
-    if (this.#inline && request.body.length < SMALL_PAYLOAD_BYTES) {
-      const inline = await this.#storeWithRows(request, sha256, parsed.value, nul, started);
-      if (inline) return inline;
-      // Stored the usual way and processed later (where a payload the database refuses fails alone).
-    }
     let stored: StoredRaw;
     try {
       stored = await this.#raw.store(request, sha256);
     } catch (err) {
-      return this.#storeFailed(request, err, started);
+      if (this.#spool && isTransientDatabaseError(err)) {
+        this.#metrics.dbErrors.inc({ kind: 'transient' });
+        this.#spool.outage.begin(errorText(err));
+        return this.#toSpool(request, started);
+      }
+      this.#metrics.payloads.inc({ transport, outcome: 'failed' });
+      this.#metrics.dbErrors.inc({ kind: isTransientDatabaseError(err) ? 'transient' : 'permanent' });
+      this.#logger.error({ transport, user: request.identity.userName, error: errorText(err) }, 'could not store raw payload');
+      throw err;
     }
     this.#metrics.ingestDuration.observe({ transport, stage: 'accept' }, (performance.now() - started) / 1000);
     this.#metrics.payloads.inc({ transport, outcome: stored.inserted ? 'stored' : 'duplicate' });
-    // A payload that went through #storeWithRows has had its tree taken apart: it waits as its bytes.
-    const hasJson = !this.#inline || request.body.length >= SMALL_PAYLOAD_BYTES;
-    const processed = this.#processedFor(stored, request, hasJson ? parsed.value : undefined, hasJson, nul, this.#batches !== null || !hasJson);
+    const processed = this.#processedFor(stored, request, parsed.value, true, mayContainNul(request.body), this.#batches !== null);
     return { kind: 'stored', ingestionId: stored.id, duplicatePayload: !stored.inserted, processed };
-  }
-
-  /**
-   * A small payload stored with its rows in one transaction (inline-store.ts); null when the
-   * database refused that transaction (the caller then stores it the usual way).
-   */
-  async #storeWithRows(request: IngestRequest, sha256: Buffer, json: unknown, nul: boolean, started: number): Promise<AcceptOutcome | null> {
-    const transport = request.transport;
-    let outcome: InlineOutcome;
-    try {
-      outcome = await this.#inline!.store(request, sha256, json, nul);
-    } catch (err) {
-      return this.#storeFailed(request, err, started);
-    }
-    if (outcome.kind === 'store_usual_way') {
-      this.#metrics.inlineFallbacks.inc({ reason: outcome.reason });
-      if (outcome.reason === 'refused') {
-        this.#logger.warn({ transport, user: request.identity.userName, error: errorText(outcome.error) }, 'payload not stored with its rows; storing it to process later');
-      }
-      return null;
-    }
-    const { stored, processed } = outcome;
-    const seconds = (performance.now() - started) / 1000;
-    this.#metrics.ingestDuration.observe({ transport, stage: 'accept' }, seconds);
-    this.#metrics.payloads.inc({ transport, outcome: stored.inserted ? 'stored' : 'duplicate' });
-    if (processed) {
-      this.#recordProcessed(stored.id, transport, processed, seconds);
-      return { kind: 'stored', ingestionId: stored.id, duplicatePayload: false, processed: Promise.resolve(processed.result) };
-    }
-    // Bytes stored before: as for the raw store's duplicates (processed: its counts; otherwise queued).
-    return { kind: 'stored', ingestionId: stored.id, duplicatePayload: true, processed: this.#processedFor(stored, request, undefined, false, nul, true) };
-  }
-
-  /** The raw payload could not be stored: to the spool when the database is unreachable, else an error. */
-  #storeFailed(request: IngestRequest, err: unknown, started: number): Promise<AcceptOutcome> {
-    const transport = request.transport;
-    if (this.#spool && isTransientDatabaseError(err)) {
-      this.#metrics.dbErrors.inc({ kind: 'transient' });
-      this.#spool.outage.begin(errorText(err));
-      return this.#toSpool(request, started);
-    }
-    this.#metrics.payloads.inc({ transport, outcome: 'failed' });
-    this.#metrics.dbErrors.inc({ kind: isTransientDatabaseError(err) ? 'transient' : 'permanent' });
-    this.#logger.error({ transport, user: request.identity.userName, error: errorText(err) }, 'could not store raw payload');
-    throw err;
   }
 
   /** Appends to the spool (fsynced) so that the caller may acknowledge while the database is away. */
@@ -392,24 +342,21 @@ export class IngestService implements IngestSink, Component {
     }
   }
 
-  #finish(job: Job, processed: ProcessedPayload, seconds: number): void {
+  #finish(job: Job, { result, rejectionTallies }: ProcessedPayload, seconds: number): void {
     this.#pendingById.delete(job.ingestionId);
-    this.#recordProcessed(job.ingestionId, job.transport, processed, seconds);
-    this.#release(job);
-    job.settle(processed.result);
-  }
-
-  #recordProcessed(ingestionId: string, transport: Transport, { result, rejectionTallies }: ProcessedPayload, seconds: number): void {
-    this.#metrics.ingestDuration.observe({ transport, stage: 'process' }, seconds);
+    this.#metrics.ingestDuration.observe({ transport: job.transport, stage: 'process' }, seconds);
     for (const [type, c] of Object.entries(result.counts)) {
-      if (c.inserted) this.#metrics.samples.inc({ transport, type, result: 'inserted' }, c.inserted);
-      if (c.updated) this.#metrics.samples.inc({ transport, type, result: 'updated' }, c.updated);
-      if (c.unchanged) this.#metrics.samples.inc({ transport, type, result: 'unchanged' }, c.unchanged);
+      if (c.inserted) this.#metrics.samples.inc({ transport: job.transport, type, result: 'inserted' }, c.inserted);
+      if (c.updated) this.#metrics.samples.inc({ transport: job.transport, type, result: 'updated' }, c.updated);
+      if (c.unchanged) this.#metrics.samples.inc({ transport: job.transport, type, result: 'unchanged' }, c.unchanged);
     }
-    for (const t of rejectionTallies) this.#metrics.rejections.inc({ transport, type: t.type, reason: t.reason }, t.count);
+    for (const t of rejectionTallies) this.#metrics.rejections.inc({ transport: job.transport, type: t.type, reason: t.reason }, t.count);
+    this.#release(job);
+    job.settle(result);
+    // The log line's counts are built only when it is written: thousands of payloads a second pass here.
     if (!this.#logger.isLevelEnabled('info')) return;
     this.#logger.info(
-      { ingestionId, transport, ms: Math.round(seconds * 1000), counts: summarize(result.counts), rejected: rejectionTallies.reduce((n, t) => n + t.count, 0) },
+      { ingestionId: job.ingestionId, transport: job.transport, ms: Math.round(seconds * 1000), counts: summarize(result.counts), rejected: rejectionTallies.reduce((n, t) => n + t.count, 0) },
       'payload processed',
     );
   }

@@ -73,12 +73,6 @@ export class PartitionManager {
     }
   }
 
-  /** Whether every one of these months is known to have its partition (no query, no DDL). */
-  hasMonths(table: PartitionedTable, months: Iterable<string>): boolean {
-    for (const month of months) if (!this.#known.has(`${table}:${month}`)) return false;
-    return true;
-  }
-
   async ensureAhead(monthsAhead: number, now = new Date()): Promise<void> {
     const months: string[] = [];
     for (let i = 0; i <= monthsAhead; i++) {

@@ -288,7 +288,11 @@ describe('against PostgreSQL', () => {
       await admin.query('BEGIN');
       await admin.query('LOCK TABLE raw_ingestions IN EXCLUSIVE MODE');
       const body = randomBytes(2 * MiB);
-      const pending = new RawIngestionStore(pool, { maxBatchBytes: 8 * MiB }).store(request(body), sha256(body));
+      // Settled into a value at once: the rejection can arrive before pg_terminate_backend returns.
+      const pending = new RawIngestionStore(pool, { maxBatchBytes: 8 * MiB }).store(request(body), sha256(body)).then(
+        () => assert.fail('must reject'),
+        (e: unknown) => e,
+      );
       let pid: number | undefined;
       for (let waited = 0; pid === undefined && waited < 10_000; waited += 20) {
         const { rows } = await admin.query<{ pid: number }>(
@@ -299,10 +303,7 @@ describe('against PostgreSQL', () => {
       }
       assert.ok(pid !== undefined, 'the insert waits for the lock');
       await admin.query('SELECT pg_terminate_backend($1)', [pid]);
-      const err = await pending.then(
-        () => assert.fail('must reject'),
-        (e: unknown) => e,
-      );
+      const err = await pending;
       assert.equal(isTransientDatabaseError(err), true, `transient: ${String(err)}`);
       await admin.query('ROLLBACK');
       const after = await new RawIngestionStore(pool, { maxBatchBytes: 8 * MiB }).store(request(body), sha256(body));

@@ -20,7 +20,8 @@ import { parseOptions, usage, UsageError, type ChaosOptions } from './chaos/opti
 import { LargeSender, MqttStream, RestPoster, type Publisher } from './chaos/publishers.js';
 import { failuresOf, renderTable, type ChaosResult } from './chaos/report.js';
 import { createRunDatabase, prepareSchema, type RunDatabase } from './chaos/target.js';
-import { errorText, freePort, pollUntil, seededRandom, sleep, withTimeout, type Random } from './chaos/util.js';
+import { freePort, pollUntil, seededRandom, sleep, withTimeout, type Random } from './chaos/util.js';
+import { errorMessage } from '../src/errors.js';
 import { pendingCount, verify } from './chaos/verify.js';
 
 // Points in a large payload: ~1.5 MB of JSON, long enough to parse and write that kills land inside.
@@ -39,7 +40,7 @@ class Cleanup {
   }
   async runAll(): Promise<void> {
     for (const step of this.#steps.reverse()) {
-      await withTimeout(step.run(), 30_000, undefined).catch((err: unknown) => log(`cleanup (${step.what}) failed: ${errorText(err)}`));
+      await withTimeout(step.run(), 30_000, undefined).catch((err: unknown) => log(`cleanup (${step.what}) failed: ${errorMessage(err)}`));
     }
     this.#steps.length = 0;
   }

@@ -75,6 +75,11 @@ export const rejectionCatalogue = {
 export type RejectionReason = keyof typeof rejectionCatalogue;
 
 /** Postgres and network errors that a retry can cure (connection lost, server restarting). */
+/** The message of anything thrown: an Error's message, else its string form. */
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
 export function isTransientDatabaseError(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   const code = (err as { code?: unknown }).code;

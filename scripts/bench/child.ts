@@ -1,5 +1,6 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { errorMessage } from '../../src/errors.js';
 
 export interface Request {
   type: string;
@@ -78,7 +79,7 @@ export function serveRequests(handlers: Record<string, (req: Request) => Promise
       .then(() => handler(msg))
       .then(
         (value) => reply({ ok: true, value }),
-        (err: unknown) => reply({ ok: false, error: err instanceof Error ? err.message : String(err) }),
+        (err: unknown) => reply({ ok: false, error: errorMessage(err) }),
       );
   });
   process.on('disconnect', () => process.exit(0));

@@ -7,6 +7,7 @@ import { serveRequests, wallClockMs, type Request } from './child.js';
 import { smallPayload } from './hae-payload.js';
 import { Histogram, type HistogramData } from './latency.js';
 import { connectOnce, publishAcked } from './mqtt-client.js';
+import { errorMessage } from '../../src/errors.js';
 
 const CONNECT_CONCURRENCY = 20;
 let clients: MqttClient[] = [];
@@ -55,7 +56,7 @@ async function run(req: Request): Promise<LoadResult> {
           if (now > lastAckAt) lastAckAt = now;
         } catch (err) {
           errors++;
-          firstError ??= err instanceof Error ? err.message : String(err);
+          firstError ??= errorMessage(err);
           if (!client.connected) return;
         }
       }

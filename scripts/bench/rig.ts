@@ -8,6 +8,7 @@ import { projectRoot } from '../../src/paths.js';
 import { Daemon } from '../chaos/daemon.js';
 import { createRunDatabase, type RunDatabase } from '../chaos/target.js';
 import { freePort } from '../chaos/util.js';
+import { errorMessage } from '../../src/errors.js';
 
 const run = promisify(execFile);
 const mainJs = path.join(projectRoot, 'dist', 'src', 'main.js');
@@ -35,7 +36,7 @@ async function createKey(databaseUrl: string, dataDir: string, user: string): Pr
 export async function buildRig(log: (line: string) => void): Promise<Rig> {
   const undo: Array<() => Promise<unknown>> = [];
   const close = async () => {
-    for (const step of undo.reverse()) await step().catch((err: unknown) => log(`cleanup failed: ${err instanceof Error ? err.message : String(err)}`));
+    for (const step of undo.reverse()) await step().catch((err: unknown) => log(`cleanup failed: ${errorMessage(err)}`));
     undo.length = 0;
   };
   try {

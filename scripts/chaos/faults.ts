@@ -3,6 +3,7 @@ import type { Daemon } from './daemon.js';
 import type { Ledger } from './ledger.js';
 import type { LargeSender } from './publishers.js';
 import { between, pollUntil, sleep, withTimeout, type Random } from './util.js';
+import { errorMessage } from '../../src/errors.js';
 
 /** Where in the daemon's work a kill lands. */
 export type KillKind = 'anytime' | 'mid-large-payload' | 'during-processing' | 'during-outage';
@@ -28,7 +29,7 @@ async function readyBody(daemon: Daemon): Promise<string> {
   try {
     return await (await fetch(`${daemon.httpUrl}/ready`, { signal: AbortSignal.timeout(2_000) })).text();
   } catch (err) {
-    return err instanceof Error ? err.message : String(err);
+    return errorMessage(err);
   }
 }
 

@@ -53,4 +53,3 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-export const errorText = (err: unknown): string => (err instanceof Error ? err.message : String(err));

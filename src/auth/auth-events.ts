@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { Transport } from '../../broker/types.js';
-import { isTransientDatabaseError } from '../errors.js';
+import { errorMessage, isTransientDatabaseError } from '../errors.js';
 import type { Component } from '../lifecycle.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
@@ -122,14 +122,14 @@ export class AuthEventLog implements AuthEventSink, Component {
         if (!isTransientDatabaseError(err)) {
           // Retrying a batch the database refuses would block the log for good: drop it, counted.
           this.#metrics.authEventsDropped.inc(batch.length);
-          this.#logger.error({ error: err instanceof Error ? err.message : String(err), events: batch.length }, 'auth events refused by the database; dropped');
+          this.#logger.error({ error: errorMessage(err), events: batch.length }, 'auth events refused by the database; dropped');
           continue;
         }
         // Keep them for the next tick as far as the queue allows; the rest is dropped and counted.
         const room = Math.max(0, this.#options.maxQueued - this.#queue.length);
         this.#queue.unshift(...batch.slice(0, room));
         if (batch.length > room) this.#metrics.authEventsDropped.inc(batch.length - room);
-        if (!this.#failing) this.#logger.warn({ error: err instanceof Error ? err.message : String(err) }, 'writing auth events failed; retrying');
+        if (!this.#failing) this.#logger.warn({ error: errorMessage(err) }, 'writing auth events failed; retrying');
         this.#failing = true;
         return;
       }
@@ -175,7 +175,7 @@ export class AuthEventLog implements AuthEventSink, Component {
       const deleted = await this.prune();
       if (deleted > 0) this.#logger.info({ deleted, retentionDays: this.#options.retentionDays }, 'old auth events pruned');
     } catch (err) {
-      this.#logger.warn({ error: err instanceof Error ? err.message : String(err) }, 'pruning auth events failed; retrying at the next interval');
+      this.#logger.warn({ error: errorMessage(err) }, 'pruning auth events failed; retrying at the next interval');
     }
   }
 }

@@ -9,6 +9,7 @@ import { lookupOf, parseKey } from './key-format.js';
 import { verifySecret, type ApiKeyRecord, type KeyStore } from './key-store.js';
 import { Semaphore } from './semaphore.js';
 import { AuthThrottle, throttleAddress, type Refusal, type ThrottlePolicy } from './throttle.js';
+import { errorMessage } from '../errors.js';
 
 export interface KeyAuthenticatorOptions {
   /** How long a verified key is trusted without argon2 again. */
@@ -134,7 +135,7 @@ export class KeyAuthenticator implements Authenticator, Component {
       try {
         listener(keyIds);
       } catch (err) {
-        this.#logger.error({ error: err instanceof Error ? err.message : String(err) }, 'key invalidation listener failed');
+        this.#logger.error({ error: errorMessage(err) }, 'key invalidation listener failed');
       }
     }
   }
@@ -354,7 +355,7 @@ export class KeyAuthenticator implements Authenticator, Component {
       await this.#flushLastUsed();
     } catch (err) {
       // Keep serving from cache while the database is away; the next tick retries.
-      this.#logger.warn({ error: err instanceof Error ? err.message : String(err) }, 'key cache refresh failed');
+      this.#logger.warn({ error: errorMessage(err) }, 'key cache refresh failed');
     }
   }
 }

@@ -4,6 +4,7 @@ import { parseJsonBody } from '../ingest/json-body.js';
 import { PayloadProcessor, type ProcessedPayload } from '../ingest/processor.js';
 import type { Logger } from '../log.js';
 import { PartitionManager } from '../store/partitions.js';
+import { errorMessage } from '../errors.js';
 
 export type RunOutcome = { ok: true; processed: ProcessedPayload } | { ok: false; error: string };
 
@@ -33,7 +34,7 @@ export class StoredPayloadRunner {
       const json = await this.#load(ingestionId);
       return { ok: true, processed: await this.#processor.process(ingestionId, userId, json) };
     } catch (err) {
-      const error = err instanceof Error ? err.message : String(err);
+      const error = errorMessage(err);
       await this.#pool.query(`UPDATE raw_ingestions SET status = 'failed', attempts = attempts + 1, error = $2 WHERE id = $1`, [ingestionId, error]);
       return { ok: false, error };
     }

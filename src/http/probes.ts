@@ -2,6 +2,7 @@ import type { ServerResponse } from 'node:http';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { sendJson } from './respond.js';
+import { errorMessage } from '../errors.js';
 
 export interface ReadinessReport {
   ready: boolean;
@@ -20,7 +21,7 @@ export async function handleReady(res: ServerResponse, readiness: () => Promise<
   } catch (err) {
     // A failing check is an answer ("not ready"), not a server error.
     logger.warn({ err }, 'readiness check failed');
-    report = { ready: false, checks: { readiness: { ok: false, detail: err instanceof Error ? err.message : String(err) } } };
+    report = { ready: false, checks: { readiness: { ok: false, detail: errorMessage(err) } } };
   }
   sendJson(res, report.ready ? 200 : 503, report);
 }

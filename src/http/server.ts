@@ -5,7 +5,7 @@ import type { SecureContextOptions } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import type { Authenticator, IngestSink } from '../../broker/types.js';
 import type { Config } from '../config/schema.js';
-import { AppError } from '../errors.js';
+import { AppError, errorMessage } from '../errors.js';
 import type { Component } from '../lifecycle.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
@@ -262,7 +262,7 @@ export class HttpServer implements Component {
         endRaw(socket, `HTTP/1.1 429 Too Many Requests\r\nConnection: close\r\n${headers}Content-Type: ${JSON_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
       },
       (err: unknown) => {
-        this.#deps.logger.error({ error: err instanceof Error ? err.message : String(err) }, 'rate limit check failed on upgrade');
+        this.#deps.logger.error({ error: errorMessage(err) }, 'rate limit check failed on upgrade');
         socket.destroy();
       },
     );

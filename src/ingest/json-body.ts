@@ -1,5 +1,6 @@
 import { jsonErrorPosition } from './json-error-position.js';
 import { findJsonLimitViolation, type JsonLimits } from './json-limits.js';
+import { errorMessage } from '../errors.js';
 import { parseJsonInPieces } from './json-pieces.js';
 
 export type JsonParseFailureCode = 'SS_INVALID_JSON' | 'SS_JSON_TOO_DEEP' | 'SS_JSON_STRING_TOO_LONG';
@@ -32,7 +33,7 @@ export function parseJsonBody(body: Buffer, limits: JsonLimits | null = null): J
   try {
     return { ok: true, value: JSON.parse(text) };
   } catch (err) {
-    const message = withoutQuotedText(err instanceof Error ? err.message : String(err));
+    const message = withoutQuotedText(errorMessage(err));
     return { ok: false, message, position: jsonErrorPosition(text), code: 'SS_INVALID_JSON' };
   }
 }

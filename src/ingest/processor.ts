@@ -23,6 +23,7 @@ import {
   type SampleTable,
 } from '../store/sample-tables.js';
 import { writeSamples } from '../store/sample-writer.js';
+import { errorMessage } from '../errors.js';
 
 // A payload with a million bad points must not produce a million-entry answer or row.
 export const MAX_REPORTED_REJECTIONS = 1_000;
@@ -69,7 +70,7 @@ export class ConstraintViolationError extends Error {
     super(
       `${label}: the database refused a row the parser accepted` +
         (constraint ? `: constraint ${constraint} failed` : '') +
-        ` (${cause instanceof Error ? cause.message : String(cause)})`,
+        ` (${errorMessage(cause)})`,
       { cause },
     );
     this.name = 'ConstraintViolationError';

@@ -8,7 +8,7 @@ import type {
   Transport,
   TypeCounts,
 } from '../../broker/types.js';
-import { AppError, isTransientDatabaseError } from '../errors.js';
+import { AppError, errorMessage, isTransientDatabaseError } from '../errors.js';
 import type { Component } from '../lifecycle.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
@@ -62,6 +62,16 @@ export interface IngestServiceOptions {
   maxQueuedBytes: number;
   /** Nesting depth and string length a new payload may have; over them it is refused as a whole. */
   jsonLimits?: JsonLimits;
+}
+
+/** What a stored payload may keep in memory until it is processed. */
+interface Held {
+  /** The parsed JSON. */
+  tree?: { value: unknown };
+  /** False when the JSON text has no `\u0000` escape. */
+  mayContainNul?: boolean;
+  /** Keep a small payload's bytes (parsed again at its turn) instead of its tree: batched payloads wait so. */
+  keepSmallBody?: boolean;
 }
 
 /** Where payloads go while the database is unreachable. Absent in tests that do not need it. */
@@ -125,7 +135,9 @@ export class IngestService implements IngestSink, Component {
       `SELECT id, user_id, transport, size_bytes, attempts FROM raw_ingestions WHERE status = 'received' ORDER BY id`,
     );
     // Attempts carry over from earlier runs, so a payload that fails at every start still ends failed.
-    for (const row of rows) this.#enqueue(String(row.id), String(row.user_id), row.transport, undefined, false, undefined, Number(row.size_bytes), Number(row.attempts));
+    for (const row of rows) {
+      this.#enqueue({ ingestionId: String(row.id), userId: String(row.user_id), transport: row.transport, bytes: Number(row.size_bytes), attempts: Number(row.attempts) }, {});
+    }
     if (rows.length > 0) this.#logger.info({ payloads: rows.length }, 'resuming stored payloads that were not processed');
   }
 
@@ -155,17 +167,17 @@ export class IngestService implements IngestSink, Component {
     } catch (err) {
       if (this.#spool && isTransientDatabaseError(err)) {
         this.#metrics.dbErrors.inc({ kind: 'transient' });
-        this.#spool.outage.begin(errorText(err));
+        this.#spool.outage.begin(errorMessage(err));
         return this.#toSpool(request, started);
       }
       this.#metrics.payloads.inc({ transport, outcome: 'failed' });
       this.#metrics.dbErrors.inc({ kind: isTransientDatabaseError(err) ? 'transient' : 'permanent' });
-      this.#logger.error({ transport, user: request.identity.userName, error: errorText(err) }, 'could not store raw payload');
+      this.#logger.error({ transport, user: request.identity.userName, error: errorMessage(err) }, 'could not store raw payload');
       throw err;
     }
     this.#metrics.ingestDuration.observe({ transport, stage: 'accept' }, (performance.now() - started) / 1000);
     this.#metrics.payloads.inc({ transport, outcome: stored.inserted ? 'stored' : 'duplicate' });
-    const processed = this.#processedFor(stored, request, parsed.value, true, mayContainNul(request.body), this.#batches !== null);
+    const processed = this.#processedFor(stored, request, { tree: { value: parsed.value }, mayContainNul: mayContainNul(request.body), keepSmallBody: this.#batches !== null });
     return { kind: 'stored', ingestionId: stored.id, duplicatePayload: !stored.inserted, processed };
   }
 
@@ -182,7 +194,7 @@ export class IngestService implements IngestSink, Component {
         spool.metrics.refusedFull.inc();
         throw new AppError('SS_DB_UNAVAILABLE', 'The database is unavailable and the local spool is full; retry later', undefined, { cause: err });
       }
-      this.#logger.error({ transport, user: request.identity.userName, error: errorText(err) }, 'could not spool payload while the database is unavailable');
+      this.#logger.error({ transport, user: request.identity.userName, error: errorMessage(err) }, 'could not spool payload while the database is unavailable');
       throw new AppError('SS_DB_UNAVAILABLE', 'The database is unavailable and the payload could not be spooled; retry later', undefined, { cause: err });
     }
     spool.metrics.spooled.inc();
@@ -201,7 +213,7 @@ export class IngestService implements IngestSink, Component {
     const stored = await this.#raw.store(request, sha256);
     this.#metrics.payloads.inc({ transport: request.transport, outcome: stored.inserted ? 'stored' : 'duplicate' });
     // The JSON is read back from raw_ingestions when its turn comes: a replay can be large.
-    void this.#processedFor(stored, request, undefined, false);
+    void this.#processedFor(stored, request);
   }
 
   /**
@@ -231,12 +243,14 @@ export class IngestService implements IngestSink, Component {
     if (this.#queuedBytes <= this.#options.maxQueuedBytes) this.#wakeRoomWaiters();
   }
 
-  #processedFor(stored: StoredRaw, request: IngestRequest, json: unknown, hasJson = true, nul = true, keepBody = false): Promise<ProcessedOutcome> {
+  #processedFor(stored: StoredRaw, request: IngestRequest, held: Held = {}): Promise<ProcessedOutcome> {
     const bytes = request.body.length;
     const enqueue = (): Promise<ProcessedOutcome> => {
       // A small payload waits as its bytes, not as its tree (parsing it again costs microseconds).
-      const body = keepBody && bytes < SMALL_PAYLOAD_BYTES ? compactCopy(request.body) : undefined;
-      return this.#enqueue(stored.id, request.identity.userId, request.transport, body ? undefined : json, body ? false : hasJson, body, bytes, 0, nul);
+      const body = held.keepSmallBody && bytes < SMALL_PAYLOAD_BYTES ? compactCopy(request.body) : undefined;
+      const mayContainNul = held.mayContainNul ?? true;
+      const payload = body ? { body, mayContainNul } : held.tree ? { tree: held.tree, mayContainNul } : {};
+      return this.#enqueue({ ingestionId: stored.id, userId: request.identity.userId, transport: request.transport, bytes }, payload);
     };
     if (stored.inserted || stored.status === 'failed') return enqueue();
     if (stored.status === 'processed') return Promise.resolve(duplicateResult(stored));
@@ -244,34 +258,28 @@ export class IngestService implements IngestSink, Component {
     return this.#pendingById.get(stored.id) ?? enqueue();
   }
 
+  /** Queues a stored payload; without a tree or bytes in `held`, it is read back from raw_ingestions when its turn comes. */
   #enqueue(
-    ingestionId: string,
-    userId: string,
-    transport: Transport,
-    json: unknown,
-    hasJson: boolean,
-    body: Buffer | undefined,
-    bytes: number,
-    attempts = 0,
-    nul = true,
+    row: { ingestionId: string; userId: string; transport: Transport; bytes: number; attempts?: number },
+    held: { tree?: { value: unknown }; body?: Buffer; mayContainNul?: boolean },
   ): Promise<ProcessedOutcome> {
-    const existing = this.#pendingById.get(ingestionId);
+    const existing = this.#pendingById.get(row.ingestionId);
     if (existing) return existing;
     // Over the budget the parsed JSON is dropped and read back from raw_ingestions when its turn comes.
-    const keepJson = hasJson && this.#queuedBytes + bytes <= this.#options.maxQueuedBytes;
-    this.#queuedBytes += bytes;
+    const keepJson = held.tree !== undefined && this.#queuedBytes + row.bytes <= this.#options.maxQueuedBytes;
+    this.#queuedBytes += row.bytes;
     this.#metrics.processingQueueBytes.set(this.#queuedBytes);
     const job: Job = {
-      ingestionId,
-      userId,
-      transport,
-      json: keepJson ? json : undefined,
+      ingestionId: row.ingestionId,
+      userId: row.userId,
+      transport: row.transport,
+      json: keepJson ? held.tree!.value : undefined,
       hasJson: keepJson,
-      body,
-      mayContainNul: nul,
-      bytes,
+      body: held.body,
+      mayContainNul: held.mayContainNul ?? true,
+      bytes: row.bytes,
       settled: false,
-      attempt: attempts,
+      attempt: row.attempts ?? 0,
       refused: false,
       settle: () => undefined,
     };
@@ -399,7 +407,7 @@ export class IngestService implements IngestSink, Component {
         return;
       }
       this.#metrics.batchFallbacks.inc();
-      this.#logger.warn({ payloads: jobs.length, error: errorText(err) }, 'batch of payloads failed; processing them one by one');
+      this.#logger.warn({ payloads: jobs.length, error: errorMessage(err) }, 'batch of payloads failed; processing them one by one');
       for (const job of jobs) {
         if (this.#stopped) job.settle({ ingestionId: job.ingestionId, error: 'shutting down; the payload is stored and will be processed at the next start' });
         else await this.#run(job);
@@ -437,7 +445,7 @@ export class IngestService implements IngestSink, Component {
 
   async #handleFailure(job: Job, err: unknown): Promise<void> {
     const transient = isTransientDatabaseError(err);
-    const message = errorText(err);
+    const message = errorMessage(err);
     this.#metrics.processingFailures.inc();
     this.#metrics.dbErrors.inc({ kind: transient ? 'transient' : 'permanent' });
     const giveUp = !transient && job.attempt >= this.#options.maxAttempts;
@@ -548,8 +556,4 @@ function summarize(counts: Record<string, TypeCounts>): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [type, c] of Object.entries(counts)) out[type] = `+${c.inserted} ~${c.updated} =${c.unchanged} x${c.rejected}`;
   return out;
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

@@ -1,5 +1,5 @@
 import type { IngestRequest } from '../../broker/types.js';
-import { isTransientDatabaseError } from '../errors.js';
+import { errorMessage, isTransientDatabaseError } from '../errors.js';
 import type { Component } from '../lifecycle.js';
 import type { Logger } from '../log.js';
 import type { DatabaseOutage } from './outage.js';
@@ -112,7 +112,7 @@ export class SpoolReplayer implements Component {
         }
       }
     } catch (err) {
-      this.#logger.warn({ error: err instanceof Error ? err.message : String(err) }, 'spool replay interrupted; will try again');
+      this.#logger.warn({ error: errorMessage(err) }, 'spool replay interrupted; will try again');
       return;
     }
     // Same tick as the emptiness check: no append can slip in between (accept() decides synchronously).

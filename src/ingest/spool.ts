@@ -5,6 +5,7 @@ import type { IngestRequest } from '../../broker/types.js';
 import type { Component } from '../lifecycle.js';
 import type { Logger } from '../log.js';
 import { checkHeader, decodeBody, encodeRecord, HEADER_BYTES } from './spool-format.js';
+import { errorMessage } from '../errors.js';
 
 /**
  * The local spool: while PostgreSQL is unreachable, payloads are appended here and fsynced
@@ -254,7 +255,7 @@ export class Spool implements Component {
       }
       for (const p of batch) p.resolve();
     } catch (err) {
-      this.#logger.error({ error: err instanceof Error ? err.message : String(err), records: batch.length }, 'writing to the spool failed');
+      this.#logger.error({ error: errorMessage(err), records: batch.length }, 'writing to the spool failed');
       for (const p of batch) p.reject(err);
     } finally {
       this.#pendingBytes -= bytes;

@@ -6,6 +6,7 @@ import type { RateLimitMetrics } from './metrics.js';
 import { RespClient, RespError } from './resp-client.js';
 import { decisionFor } from './token-bucket.js';
 import type { RateDecision, RateLimiter, RateRule, RateScope } from './types.js';
+import { errorMessage } from '../errors.js';
 
 /**
  * The token bucket of token-bucket.ts, run atomically inside Redis so several instances share
@@ -109,7 +110,7 @@ export class RedisRateLimiter implements RateLimiter {
     if (up) {
       this.#logger.info({ redis: this.#target }, 'rate limits: Redis is reachable again; counts are shared again');
     } else {
-      const error = err instanceof Error ? err.message : String(err);
+      const error = errorMessage(err);
       this.#logger.warn({ redis: this.#target, error }, 'rate limits: Redis is unreachable; each instance counts alone until it is back');
     }
   }

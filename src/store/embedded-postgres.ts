@@ -15,7 +15,7 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import type { Logger } from '../log.js';
 import type { Component } from '../lifecycle.js';
-import { AppError } from '../errors.js';
+import { AppError, errorMessage } from '../errors.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -625,10 +625,6 @@ function errnoCode(err: unknown): string | undefined {
   if (typeof err !== 'object' || err === null) return undefined;
   const code: unknown = Reflect.get(err, 'code');
   return typeof code === 'string' ? code : undefined;
-}
-
-function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 function sleep(ms: number): Promise<void> {

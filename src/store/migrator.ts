@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type pg from 'pg';
-import { AppError } from '../errors.js';
+import { AppError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 
 export interface Migration {
@@ -91,7 +91,7 @@ export async function migrate(pool: pg.Pool, migrations: Migration[], logger: Lo
         await client.query('ROLLBACK').catch(() => undefined);
         throw new AppError(
           'SS_MIGRATION_FAILED',
-          `migration ${migration.version} (${migration.name}) failed: ${err instanceof Error ? err.message : String(err)}`,
+          `migration ${migration.version} (${migration.name}) failed: ${errorMessage(err)}`,
           { version: migration.version },
           { cause: err },
         );

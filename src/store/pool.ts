@@ -2,6 +2,7 @@ import pg from 'pg';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { Component } from '../lifecycle.js';
+import { errorMessage } from '../errors.js';
 
 export interface DatabaseOptions {
   connectionString: string;
@@ -59,7 +60,7 @@ export class Database implements Component {
       await withTimeout(this.#pool.query('SELECT 1'), 2_000);
       result = { ok: true };
     } catch (err) {
-      result = { ok: false, detail: err instanceof Error ? err.message : String(err) };
+      result = { ok: false, detail: errorMessage(err) };
     }
     this.#lastCheck = { at: Date.now(), ...result };
     return result;

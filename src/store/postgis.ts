@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { Logger } from '../log.js';
+import { errorMessage } from '../errors.js';
 
 /** What ss_enable_postgis() found (migration 0003), or 'failed' when calling it failed. */
 export type PostgisStatus = 'enabled' | 'unavailable' | 'not_permitted' | 'failed';
@@ -16,7 +17,7 @@ export async function enablePostgisIfAvailable(pool: pg.Pool, logger: Logger): P
     const { rows } = await pool.query<{ status: string }>('SELECT ss_enable_postgis() AS status');
     status = parseStatus(rows[0]?.status);
   } catch (err) {
-    logger.warn({ error: err instanceof Error ? err.message : String(err) }, 'enabling PostGIS failed; route queries use latitude/longitude');
+    logger.warn({ error: errorMessage(err) }, 'enabling PostGIS failed; route queries use latitude/longitude');
     return 'failed';
   }
   if (status === 'enabled') logger.info('PostGIS enabled: workout routes have a geography column and a GiST index');

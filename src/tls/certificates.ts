@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { createSecureContext, type SecureContextOptions } from 'node:tls';
-import { AppError } from '../errors.js';
+import { AppError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 
 export interface CertificateFiles {
@@ -42,7 +42,7 @@ export class TlsCertificates {
     try {
       next = readPair(this.#files);
     } catch (err) {
-      this.#logger.error({ error: err instanceof Error ? err.message : String(err) }, 'TLS certificate reload failed; the previous certificate stays in use');
+      this.#logger.error({ error: errorMessage(err) }, 'TLS certificate reload failed; the previous certificate stays in use');
       return false;
     }
     this.#current = next;

@@ -131,6 +131,36 @@ describe('a payload larger than one chunk', () => {
     assert.equal(after.total, Array.from({ length: points }, (_, i) => changed(i)).reduce((a, b) => a + b, 0));
   });
 
+  test('new keys first, stored keys later (a chunk holds both): every row is counted and written once', async () => {
+    const processor = new PayloadProcessor({ pool, partitions, chunkRows: 100, limits: defaultLimits, writeConnections: 2 });
+    // The older export holds the points from 1,550 on, in the middle of a 100-row chunk of the newer one.
+    const stored = 1_550;
+    const older = payload((i) => i);
+    older.data.metrics[0]!.data = older.data.metrics[0]!.data.slice(stored);
+    const first = await processor.process('30', '23', older);
+    assert.equal(first.result.counts.quantity!.inserted, points - stored);
+
+    const changed = (i: number) => (i % 4 === 0 ? i + 0.25 : i);
+    const newer = await processor.process('31', '23', payload(changed));
+    const updated = Array.from({ length: points - stored }, (_, k) => stored + k).filter((i) => i % 4 === 0).length;
+    assert.deepEqual(newer.result.counts.quantity, { received: points, inserted: stored, updated, unchanged: points - stored - updated, rejected: 0 });
+    const after = await written('23');
+    assert.equal(after.n, points);
+    assert.equal(after.total, Array.from({ length: points }, (_, i) => changed(i)).reduce((a, b) => a + b, 0));
+    const byId = await pool.query<{ id: string; n: number }>(
+      'SELECT ingestion_id::text AS id, count(*)::int AS n FROM quantity_samples WHERE user_id = 23 GROUP BY 1 ORDER BY 1',
+    );
+    assert.deepEqual(byId.rows, [
+      { id: '30', n: points - stored - updated },
+      { id: '31', n: stored + updated },
+    ]);
+    const revisions = await pool.query<{ revision: number; n: number }>('SELECT revision, count(*)::int AS n FROM quantity_samples WHERE user_id = 23 GROUP BY 1 ORDER BY 1');
+    assert.deepEqual(revisions.rows, [
+      { revision: 1, n: points - updated },
+      { revision: 2, n: updated },
+    ]);
+  });
+
   test('fails as a whole when a late chunk is refused: no connection keeps its rows', async () => {
     const processor = new PayloadProcessor({ pool, partitions, chunkRows: 100, limits: defaultLimits, writeConnections: 2 });
     await pool.query(`CREATE FUNCTION test_refuse_late() RETURNS trigger LANGUAGE plpgsql AS $$

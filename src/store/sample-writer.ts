@@ -48,12 +48,25 @@ export async function writeSamples<R>(
   let failed = false;
   let inserted = 0;
   let updated = 0;
+  // A plain insert is cheaper than the upsert (no RETURNING rows to gather and count) while every
+  // key is new, as in a first export. The first chunk that meets a stored key is written again by
+  // the upsert, which leaves the rows just inserted unchanged, and every later chunk goes straight
+  // to the upsert: a re-sent export costs one extra pass over one chunk.
+  let keysAllNew = true;
   const lane = async (client: pg.ClientBase): Promise<void> => {
     while (!failed && next < unique.length) {
+      const start = next;
       const chunk = encodeChunk(table.columns, unique, next, maxRows, maxBytes);
       next = chunk.end;
+      const values = [context.userId, context.ingestionId, ...chunk.arrays];
       try {
-        const { rows: result } = await client.query<{ inserted: string; updated: string }>(sql, [context.userId, context.ingestionId, ...chunk.arrays]);
+        if (keysAllNew) {
+          const { rowCount } = await client.query(insertNewSql(table), values);
+          inserted += rowCount ?? 0;
+          if (rowCount === chunk.end - start) continue;
+          keysAllNew = false;
+        }
+        const { rows: result } = await client.query<{ inserted: string; updated: string }>(sql, values);
         inserted += Number(result[0]!.inserted);
         updated += Number(result[0]!.updated);
       } catch (err) {
@@ -135,6 +148,21 @@ function elementType<R>(column: Column<R>): ElementType {
 }
 
 const sqlCache = new WeakMap<object, string>();
+const insertSqlCache = new WeakMap<object, string>();
+
+/** The rows whose keys are not stored yet; its row count says how many. */
+function insertNewSql<R>(table: SampleTable<R>): string {
+  const cached = insertSqlCache.get(table);
+  if (cached) return cached;
+  const names = table.columns.map((c) => c.name);
+  const unnestArgs = table.columns.map((c, i) => `$${i + 3}::${c.type}[]`).join(', ');
+  const selected = table.columns.map((c) => (c.select ? c.select(`u.${c.name}`) : `u.${c.name}`)).join(', ');
+  const sql = `INSERT INTO ${table.table} (user_id, ingestion_id, ${names.join(', ')})
+    SELECT $1::bigint, $2::bigint, ${selected} FROM unnest(${unnestArgs}) AS u(${names.join(', ')})
+    ON CONFLICT (${table.conflict.join(', ')}) DO NOTHING`;
+  insertSqlCache.set(table, sql);
+  return sql;
+}
 
 function upsertSql<R>(table: SampleTable<R>): string {
   const cached = sqlCache.get(table);

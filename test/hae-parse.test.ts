@@ -1335,3 +1335,44 @@ describe('text PostgreSQL cannot store', () => {
     ]);
   });
 });
+
+describe('releasing the input while it is read', () => {
+  const input = () => ({
+    data: {
+      metrics: [
+        { name: 'step_count', units: 'count', data: [1, 2, 3].map((m) => ({ date: `2025-03-01 10:0${m}:00 +0100`, qty: m, source: 'Watch' })) },
+        { name: 'not a metric object' },
+        { name: 'heart_rate', units: 'count/min', data: [{ date: '2025-03-01 10:00:00 +0100', Min: 50, Avg: 60, Max: 70, source: 'Watch' }] },
+        'no object at all',
+      ],
+    },
+  });
+
+  test('each metric is detached once read, and the caller is told how many points, metric by metric', () => {
+    const json = input();
+    const seen: Array<{ points: number; detached: unknown[] }> = [];
+    const parsed = parseHaePayload(json, {
+      releaseInput: true,
+      onInputReleased: (points) => seen.push({ points, detached: json.data.metrics.map((m) => (typeof m === 'object' ? (m as { data?: unknown }).data : m)) }),
+    });
+    assert.equal(parsed.quantity.length, 3);
+    assert.equal(parsed.heartRate.length, 1);
+    // Told after each metric with points, when that metric's points are already detached (null).
+    assert.deepEqual(
+      seen.map((s) => s.points),
+      [3, 1],
+    );
+    assert.equal(seen[0]!.detached[0], null);
+    assert.ok(Array.isArray(seen[0]!.detached[2]), 'the next metric is not detached before it is read');
+    assert.equal(seen[1]!.detached[2], null);
+  });
+
+  test('without releaseInput nothing is detached and nobody is told', () => {
+    const json = input();
+    const seen: number[] = [];
+    const parsed = parseHaePayload(json, { onInputReleased: (points) => seen.push(points) });
+    assert.equal(parsed.quantity.length, 3);
+    assert.deepEqual(seen, []);
+    assert.equal(json.data.metrics[0] && typeof json.data.metrics[0] === 'object' ? (json.data.metrics[0] as { data: unknown[] }).data.length : -1, 3);
+  });
+});

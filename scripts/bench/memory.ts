@@ -8,7 +8,9 @@ import { figure, type Figure, type ScenarioResult } from './report.js';
 import { restartDaemon, waitDrained, waitProcessed } from './rig.js';
 import { RssWatch, rssMiB } from './rss.js';
 
-const PEAK_LIMIT_MIB = 600;
+// The target is 600 MB (decimal, as the issue states it): 572.2 MiB, the unit RSS is reported in.
+const PEAK_LIMIT_MB = 600;
+const PEAK_LIMIT_MIB = Math.round((PEAK_LIMIT_MB * 1e6 * 10) / 2 ** 20) / 10;
 // Growth over the soak that still counts as noise: 20 MiB or 10 % of the early figure, whichever is larger.
 const NOISE_MIB = 20;
 const NOISE_FRACTION = 0.1;
@@ -136,8 +138,8 @@ export async function runMemory(ctx: BenchContext): Promise<ScenarioResult> {
       value: r.peakMiB,
       unit: 'MiB',
       better: 'lower',
-      ceiling: { value: PEAK_LIMIT_MIB, label: 'limit' },
-      target: { rule: `<= ${PEAK_LIMIT_MIB} MiB`, pass: r.peakMiB <= PEAK_LIMIT_MIB },
+      ceiling: { value: PEAK_LIMIT_MIB, label: `${PEAK_LIMIT_MB} MB limit` },
+      target: { rule: `<= ${PEAK_LIMIT_MB} MB (${PEAK_LIMIT_MIB} MiB)`, pass: r.peakMiB <= PEAK_LIMIT_MIB },
     }),
   );
   figures.push(

@@ -19,11 +19,18 @@ export class ParseContext {
   private readonly mayContainNul: boolean;
   /** The caller gives the input up: sections detach what they have read (see ParseOptions). */
   readonly releaseInput: boolean;
+  /** Told how many points were detached (see ParseOptions.onInputReleased). */
+  readonly onInputReleased: ((points: number) => void) | undefined;
 
-  constructor(now: Date, limits: ValidationLimits, options: { mayContainNul?: boolean; releaseInput?: boolean } = {}) {
+  constructor(
+    now: Date,
+    limits: ValidationLimits,
+    options: { mayContainNul?: boolean; releaseInput?: boolean; onInputReleased?: ((points: number) => void) | undefined } = {},
+  ) {
     this.limits = limits;
     this.mayContainNul = options.mayContainNul ?? true;
     this.releaseInput = options.releaseInput ?? false;
+    this.onInputReleased = options.onInputReleased;
     // An invalid `now` must not disable the range check (NaN compares false with everything).
     const safeNow = Number.isFinite(now.getTime()) ? now : new Date();
     this.bounds = dateBoundsAt(safeNow);

@@ -30,23 +30,23 @@ function parsePoint<K extends SampleKind>(shape: MetricShape<K>, point: unknown,
   ctx.settle(shape.kind, shape.parsePoint(point, metric), REJECTION_TYPE, path, metric.received);
 }
 
-/** One object of `data.metrics`: `{name, units, data: [points]}`. */
-function parseMetricObject(raw: unknown, index: number, ctx: ParseContext): void {
+/** One object of `data.metrics`: `{name, units, data: [points]}`. Returns how many points it detached (releaseInput). */
+function parseMetricObject(raw: unknown, index: number, ctx: ParseContext): number {
   const path = `data.metrics[${index}]`;
   if (!isPlainObject(raw)) {
     ctx.reject(REJECTION_TYPE, path, undefined, new Problem(undefined, 'invalid_shape', `A metric must be an object but is ${describeValue(raw)}`));
-    return;
+    return 0;
   }
   const parsed = metricObjectSchema.safeParse(raw);
   const nameAsReceived = typeof raw['name'] === 'string' ? raw['name'] : undefined;
   if (!parsed.success) {
     ctx.reject(REJECTION_TYPE, path, nameAsReceived, problemFromZod(parsed.error, raw, 'metric'));
-    return;
+    return 0;
   }
   const { name, units, data } = parsed.data;
   if (name.trim() === '') {
     ctx.reject(REJECTION_TYPE, path, name, new Problem('name', 'missing_value', 'The metric has an empty name'));
-    return;
+    return 0;
   }
   const canonicalName = canonicalMetricName(name);
   const metric: MetricInfo = { name: canonicalName, received: name, units: units ?? '', bounds: ctx.bounds, limits: ctx.limits };
@@ -54,7 +54,9 @@ function parseMetricObject(raw: unknown, index: number, ctx: ParseContext): void
   const points = data ?? [];
   const shapeOf = shapeByMetric.get(canonicalName) ?? quantitySelector;
   for (let i = 0; i < points.length; i++) parsePoint(shapeOf(points[i]), points[i], metric, `${path}.data[${i}]`, ctx);
-  if (ctx.releaseInput) raw['data'] = null;
+  if (!ctx.releaseInput) return 0;
+  raw['data'] = null;
+  return points.length;
 }
 
 /** `data.metrics`: every metric object is read on its own; a bad one never hides the others. */
@@ -63,5 +65,9 @@ export function parseMetricsSection(value: unknown, ctx: ParseContext): void {
     ctx.reject(REJECTION_TYPE, 'data.metrics', undefined, new Problem(undefined, 'invalid_shape', `data.metrics must be an array but is ${describeValue(value)}`));
     return;
   }
-  for (let i = 0; i < value.length; i++) parseMetricObject(value[i], i, ctx);
+  for (let i = 0; i < value.length; i++) {
+    // Called out here, after parseMetricObject returned: none of its locals still holds the points.
+    const released = parseMetricObject(value[i], i, ctx);
+    if (released > 0) ctx.onInputReleased?.(released);
+  }
 }

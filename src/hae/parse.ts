@@ -30,6 +30,12 @@ export interface ParseOptions {
    * it once read (its `data` becomes null), so the parsed tree can shrink while rows are built.
    */
   releaseInput?: boolean;
+  /**
+   * With releaseInput: called with the number of points each time a metric's points have been
+   * detached, between metrics, when nothing in the parser refers to them any more: a caller
+   * holding a large payload can reclaim that part of the tree while the rest is read.
+   */
+  onInputReleased?: (points: number) => void;
 }
 
 /** Every key of `data` that HAE writes (§1.1), and its reader. */
@@ -68,6 +74,7 @@ export function parseHaePayload(input: unknown, options?: ParseOptions): ParsedP
   const ctx = new ParseContext(options?.now ?? new Date(), options?.limits ?? defaultLimits, {
     mayContainNul: options?.mayContainNul ?? true,
     releaseInput: options?.releaseInput ?? false,
+    onInputReleased: options?.onInputReleased,
   });
   // `{}` is what an automation with nothing selected sends: valid, and it yields nothing.
   if (isPlainObject(input) && Object.keys(input).length === 0) return ctx.result;

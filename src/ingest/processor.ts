@@ -141,9 +141,14 @@ export class PayloadProcessor {
   async processPayload(
     ingestionId: string,
     userId: string,
-    payload: { json: unknown; mayContainNul: boolean; onRowsBuilt?: () => void },
+    payload: { json: unknown; mayContainNul: boolean; onRowsBuilt?: () => void; onInputReleased?: (points: number) => void },
   ): Promise<ProcessedPayload> {
-    const parsed = parseHaePayload(payload.json, { limits: this.#limits, mayContainNul: payload.mayContainNul, releaseInput: true });
+    const parsed = parseHaePayload(payload.json, {
+      limits: this.#limits,
+      mayContainNul: payload.mayContainNul,
+      releaseInput: true,
+      onInputReleased: payload.onInputReleased,
+    });
     payload.json = undefined;
     payload.onRowsBuilt?.();
     return this.#write(ingestionId, userId, parsed);

@@ -87,7 +87,7 @@ export class BatchProcessor {
 }
 
 /** Rows a parsed payload would write, over all tables. */
-export function rowsOf(parsed: ParsedPayload): number {
+function rowsOf(parsed: ParsedPayload): number {
   let n = 0;
   for (const { rows } of jobsOf(parsed)) n += rows.length;
   return n;

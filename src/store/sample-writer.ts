@@ -41,7 +41,7 @@ export async function writeSamples<R>(
 ): Promise<Omit<TypeCounts, 'received' | 'rejected'>> {
   const clients = Array.isArray(lanes) ? (lanes as readonly pg.ClientBase[]) : [lanes as pg.ClientBase];
   const unique = deduplicate(table, rows);
-  const sql = upsertSql(table);
+  const statements = statementsFor(table);
   const maxRows = Math.max(1, Math.min(context.chunkRows, table.maxChunkRows ?? Infinity));
   const maxBytes = context.chunkBytes ?? MAX_CHUNK_BYTES;
   let next = 0;
@@ -61,12 +61,12 @@ export async function writeSamples<R>(
       const values = [context.userId, context.ingestionId, ...chunk.arrays];
       try {
         if (keysAllNew) {
-          const { rowCount } = await client.query(insertNewSql(table), values);
+          const { rowCount } = await client.query(statements.insertNew, values);
           inserted += rowCount ?? 0;
           if (rowCount === chunk.end - start) continue;
           keysAllNew = false;
         }
-        const { rows: result } = await client.query<{ inserted: string; updated: string }>(sql, values);
+        const { rows: result } = await client.query<{ inserted: string; updated: string }>(statements.upsert, values);
         inserted += Number(result[0]!.inserted);
         updated += Number(result[0]!.updated);
       } catch (err) {
@@ -147,41 +147,37 @@ function elementType<R>(column: Column<R>): ElementType {
   return column.type;
 }
 
-const sqlCache = new WeakMap<object, string>();
-const insertSqlCache = new WeakMap<object, string>();
-
-/** The rows whose keys are not stored yet; its row count says how many. */
-function insertNewSql<R>(table: SampleTable<R>): string {
-  const cached = insertSqlCache.get(table);
-  if (cached) return cached;
-  const names = table.columns.map((c) => c.name);
-  const unnestArgs = table.columns.map((c, i) => `$${i + 3}::${c.type}[]`).join(', ');
-  const selected = table.columns.map((c) => (c.select ? c.select(`u.${c.name}`) : `u.${c.name}`)).join(', ');
-  const sql = `INSERT INTO ${table.table} (user_id, ingestion_id, ${names.join(', ')})
-    SELECT $1::bigint, $2::bigint, ${selected} FROM unnest(${unnestArgs}) AS u(${names.join(', ')})
-    ON CONFLICT (${table.conflict.join(', ')}) DO NOTHING`;
-  insertSqlCache.set(table, sql);
-  return sql;
+interface Statements {
+  /** The rows whose keys are not stored yet; its row count says how many. */
+  insertNew: string;
+  /** Every row, counted as inserted or updated (unchanged rows are not written). */
+  upsert: string;
 }
 
-function upsertSql<R>(table: SampleTable<R>): string {
-  const cached = sqlCache.get(table);
+const statementsCache = new WeakMap<object, Statements>();
+
+function statementsFor<R>(table: SampleTable<R>): Statements {
+  const cached = statementsCache.get(table);
   if (cached) return cached;
   const names = table.columns.map((c) => c.name);
   const unnestArgs = table.columns.map((c, i) => `$${i + 3}::${c.type}[]`).join(', ');
   // A column with `select` (an array carried as jsonb or text) is converted per row here.
   const selected = table.columns.map((c) => (c.select ? c.select(`u.${c.name}`) : `u.${c.name}`)).join(', ');
-  const valueColumns = names.filter((n) => !table.conflict.includes(n));
-  const sql = `WITH written AS (
-      INSERT INTO ${table.table} AS t (user_id, ingestion_id, ${names.join(', ')})
+  const insert = `INSERT INTO ${table.table} AS t (user_id, ingestion_id, ${names.join(', ')})
       SELECT $1::bigint, $2::bigint, ${selected} FROM unnest(${unnestArgs}) AS u(${names.join(', ')})
-      ON CONFLICT (${table.conflict.join(', ')}) DO UPDATE
+      ON CONFLICT (${table.conflict.join(', ')})`;
+  const valueColumns = names.filter((n) => !table.conflict.includes(n));
+  const statements: Statements = {
+    insertNew: `${insert} DO NOTHING`,
+    upsert: `WITH written AS (
+      ${insert} DO UPDATE
         SET ${[...valueColumns, 'ingestion_id'].map((n) => `${n} = excluded.${n}`).join(', ')}, revision = t.revision + 1
         WHERE t.ingestion_id <= excluded.ingestion_id
           AND (${valueColumns.map((n) => `t.${n}`).join(', ')}) IS DISTINCT FROM (${valueColumns.map((n) => `excluded.${n}`).join(', ')})
       RETURNING t.revision = 1 AS inserted
     )
-    SELECT count(*) FILTER (WHERE inserted) AS inserted, count(*) FILTER (WHERE NOT inserted) AS updated FROM written`;
-  sqlCache.set(table, sql);
-  return sql;
+    SELECT count(*) FILTER (WHERE inserted) AS inserted, count(*) FILTER (WHERE NOT inserted) AS updated FROM written`,
+  };
+  statementsCache.set(table, statements);
+  return statements;
 }

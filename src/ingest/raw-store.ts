@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { IngestRequest } from '../../broker/types.js';
 import { storableText } from '../storable-text.js';
+import { BinaryArrayWriter, type ElementType } from '../store/binary-array.js';
 import { queryWithoutCopy, type ZeroCopyParam } from '../store/zero-copy-query.js';
 
 export type RawStatus = 'received' | 'processed' | 'failed';
@@ -28,6 +29,26 @@ const COLUMNS = 12;
 // From this size a body is written to the socket as it is instead of being copied into pg's Bind
 // message; below it pg's own path is as fast and the copy costs little memory.
 export const ZERO_COPY_BODY_BYTES = 1024 * 1024;
+
+const INSERTED_COLUMNS = `user_id, api_key_id, transport, topic, client_id, remote_address, payload, sha256, size_bytes, received_at`;
+const ON_CONFLICT = `ON CONFLICT (user_id, sha256) DO UPDATE
+     SET last_received_at = excluded.last_received_at, receive_count = r.receive_count + 1
+   RETURNING id, user_id, sha256, (xmax = 0) AS inserted, status, counts, rejections, not_stored`;
+
+/**
+ * Batches without a large body: one statement whose text never changes, whatever the number of
+ * rows (each column one binary array), so the server parses and plans it once per connection,
+ * not at every group commit. Rows are inserted, and so numbered, in the order of the arrays.
+ */
+const UNNEST_INSERT = {
+  name: 'raw-ingestions-insert',
+  text: `INSERT INTO raw_ingestions AS r (${INSERTED_COLUMNS}, last_received_at, status)
+   SELECT ${INSERTED_COLUMNS}, received_at, 'received'
+     FROM unnest($1::int8[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bytea[], $8::bytea[], $9::int4[], $10::timestamptz[])
+       AS u(${INSERTED_COLUMNS})
+   ${ON_CONFLICT}`,
+};
+const UNNEST_TYPES: readonly ElementType[] = ['int8', 'uuid', 'text', 'text', 'text', 'text', 'bytea', 'bytea', 'int4', 'timestamptz'];
 
 interface ReturnedRow {
   id: string;
@@ -91,43 +112,42 @@ export class RawIngestionStore {
     return this.#queue.splice(0, n);
   }
 
+  async #insertSmall(rows: RawRow[]): Promise<ReturnedRow[]> {
+    const bytes = rows.reduce((n, row) => n + row[6].length + 128, 0);
+    const writers = UNNEST_TYPES.map((type, c) => new BinaryArrayWriter(type, c === 6 ? bytes : 64 * rows.length));
+    for (const row of rows) {
+      for (let c = 0; c < writers.length; c++) {
+        const value = row[c];
+        writers[c]!.push(value instanceof Date ? value.getTime() : value);
+      }
+    }
+    const { rows: returned } = await this.#pool.query<ReturnedRow>({ ...UNNEST_INSERT, values: writers.map((w) => w.finish()) });
+    return returned;
+  }
+
+  /** A large body goes to the socket as it is (zero-copy-query.ts); these batches are few, so planning each costs nothing. */
+  async #insertLarge(rows: RawRow[]): Promise<ReturnedRow[]> {
+    const values: ZeroCopyParam[] = [];
+    const tuples = rows.map((row, i) => {
+      values.push(...row.slice(0, 10), row[9], 'received');
+      return `(${Array.from({ length: COLUMNS }, (_, c) => `$${i * COLUMNS + c + 1}`).join(', ')})`;
+    });
+    const sql = `INSERT INTO raw_ingestions AS r (${INSERTED_COLUMNS}, last_received_at, status)
+       VALUES ${tuples.join(', ')}
+       ${ON_CONFLICT}`;
+    const { rows: returned } = await queryWithoutCopy<ReturnedRow>(this.#pool, sql, values);
+    return returned;
+  }
+
   async #insert(batch: Pending[]): Promise<StoredRaw[]> {
     // The same bytes twice in one statement would make ON CONFLICT touch a row twice.
     const unique = new Map<string, Pending>();
     for (const p of batch) if (!unique.has(keyOf(p))) unique.set(keyOf(p), p);
-    const values: ZeroCopyParam[] = [];
-    const tuples: string[] = [];
-    let i = 0;
-    for (const p of unique.values()) {
-      const r = p.request;
-      tuples.push(`(${Array.from({ length: COLUMNS }, (_, c) => `$${i * COLUMNS + c + 1}`).join(', ')})`);
-      values.push(
-        r.identity.userId,
-        r.identity.keyId,
-        r.transport,
-        // One U+0000 in a topic or client id would fail the whole group commit, other clients' payloads included.
-        r.topic == null ? null : storableText(r.topic),
-        r.clientId == null ? null : storableText(r.clientId),
-        r.remoteAddress ?? null,
-        r.body,
-        p.sha256,
-        r.body.length,
-        r.receivedAt,
-        r.receivedAt,
-        'received',
-      );
-      i++;
-    }
-    const sql = `INSERT INTO raw_ingestions AS r (user_id, api_key_id, transport, topic, client_id, remote_address, payload, sha256,
-         size_bytes, received_at, last_received_at, status)
-       VALUES ${tuples.join(', ')}
-       ON CONFLICT (user_id, sha256) DO UPDATE
-         SET last_received_at = excluded.last_received_at, receive_count = r.receive_count + 1
-       RETURNING id, user_id, sha256, (xmax = 0) AS inserted, status, counts, rejections, not_stored`;
+    const rows = [...unique.values()].map((p) => rowOf(p));
     const large = batch.some((p) => p.request.body.length >= ZERO_COPY_BODY_BYTES);
-    const { rows } = large ? await queryWithoutCopy<ReturnedRow>(this.#pool, sql, values) : await this.#pool.query<ReturnedRow>(sql, values);
+    const returned = large ? await this.#insertLarge(rows) : await this.#insertSmall(rows);
     const byKey = new Map<string, StoredRaw>();
-    for (const row of rows) {
+    for (const row of returned) {
       byKey.set(`${row.user_id}:${row.sha256.toString('hex')}`, {
         id: String(row.id),
         inserted: row.inserted,
@@ -147,6 +167,36 @@ export class RawIngestionStore {
       return stored;
     });
   }
+}
+
+type RawRow = [
+  userId: string,
+  keyId: string,
+  transport: string,
+  topic: string | null,
+  clientId: string | null,
+  remoteAddress: string | null,
+  payload: Buffer,
+  sha256: Buffer,
+  sizeBytes: number,
+  receivedAt: Date,
+];
+
+function rowOf(p: Pending): RawRow {
+  const r = p.request;
+  return [
+    r.identity.userId,
+    r.identity.keyId,
+    r.transport,
+    // One U+0000 in a topic or client id would fail the whole group commit, other clients' payloads included.
+    r.topic == null ? null : storableText(r.topic),
+    r.clientId == null ? null : storableText(r.clientId),
+    r.remoteAddress ?? null,
+    r.body,
+    p.sha256,
+    r.body.length,
+    r.receivedAt,
+  ];
 }
 
 function keyOf(p: Pending): string {

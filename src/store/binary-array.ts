@@ -8,15 +8,18 @@
  * byte length (-1 for NULL) and bytes.
  */
 
-/** Element types a sample column can have, with their type oids. */
+/** Element types a column can have, with their type oids. */
 const elementOids = {
   bool: 16,
+  bytea: 17,
+  int8: 20,
   int2: 21,
   int4: 23,
   text: 25,
   float8: 701,
   date: 1082,
   timestamptz: 1184,
+  uuid: 2950,
   jsonb: 3802,
 } as const;
 
@@ -50,8 +53,9 @@ export class BinaryArrayWriter {
   }
 
   /**
-   * Appends one value: a number for numeric types, epoch milliseconds for timestamptz, a
-   * `YYYY-MM-DD` string for date, a string for text and jsonb (JSON text), a boolean for bool.
+   * Appends one value: a number for numeric types (int8 also takes a decimal string, as pg returns
+   * bigint), epoch milliseconds for timestamptz, a `YYYY-MM-DD` string for date, a string for text
+   * and jsonb (JSON text) and uuid (canonical form), a Buffer for bytea, a boolean for bool.
    */
   push(value: unknown): void {
     this.#count++;
@@ -72,6 +76,12 @@ export class BinaryArrayWriter {
         this.#buf.writeInt32BE(2, this.#offset);
         this.#buf.writeInt16BE(value as number, this.#offset + 4);
         this.#offset += 6;
+        return;
+      case 'int8':
+        this.#ensure(12);
+        this.#buf.writeInt32BE(8, this.#offset);
+        this.#buf.writeBigInt64BE(BigInt(value as number | string), this.#offset + 4);
+        this.#offset += 12;
         return;
       case 'int4':
         this.#ensure(8);
@@ -96,6 +106,17 @@ export class BinaryArrayWriter {
         return;
       case 'text':
         this.#text(String(value), false);
+        return;
+      case 'bytea': {
+        const bytes = value as Buffer;
+        this.#ensure(4 + bytes.length);
+        this.#buf.writeInt32BE(bytes.length, this.#offset);
+        bytes.copy(this.#buf, this.#offset + 4);
+        this.#offset += 4 + bytes.length;
+        return;
+      }
+      case 'uuid':
+        this.#uuid(value as string);
         return;
       case 'jsonb':
         this.#text(typeof value === 'string' ? value : JSON.stringify(value), true);
@@ -133,6 +154,15 @@ export class BinaryArrayWriter {
     const written = this.#buf.write(text, start + prefix, 'utf8');
     this.#buf.writeInt32BE(written + prefix, this.#offset);
     this.#offset = start + prefix + written;
+  }
+
+  #uuid(uuid: string): void {
+    const hex = uuid.replaceAll('-', '');
+    if (!/^[0-9a-fA-F]{32}$/.test(hex)) throw new Error(`not a uuid: ${JSON.stringify(uuid)}`);
+    this.#ensure(20);
+    this.#buf.writeInt32BE(16, this.#offset);
+    this.#buf.write(hex, this.#offset + 4, 'hex');
+    this.#offset += 20;
   }
 
   #int32(n: number): void {

@@ -5,7 +5,7 @@ import type { ParsedPayload } from '../hae/types.js';
 import { inTransactions } from '../store/pool.js';
 import type { PartitionManager } from '../store/partitions.js';
 import { jobsOf, type ProcessedPayload } from './processor.js';
-import { outcomeColumns, processedResults, SampleBatch } from './sample-batch.js';
+import { markProcessed, processedResults, SampleBatch } from './sample-batch.js';
 
 /** Payloads from this size on are processed alone (processor.ts), never in a batch. */
 export const SMALL_PAYLOAD_BYTES = 1024 * 1024;
@@ -72,14 +72,7 @@ export class BatchProcessor {
     await batch.ensurePartitions(this.#partitions);
     const counts = await inTransactions(this.#pool, 1, async ([client]) => {
       const counts = await batch.write(client!, ingestionIds, this.#chunkRows);
-      const outcome = outcomeColumns(parsed, counts);
-      await client!.query(
-        `UPDATE raw_ingestions AS r SET status = 'processed', processed_at = now(), attempts = r.attempts + 1, counts = u.counts,
-           rejected_count = u.rejected_count, rejections = u.rejections, not_stored = u.not_stored, error = NULL
-         FROM unnest($1::int8[], $2::jsonb[], $3::int4[], $4::jsonb[], $5::jsonb[]) AS u(id, counts, rejected_count, rejections, not_stored)
-         WHERE r.id = u.id`,
-        [ingestionIds, outcome.counts, outcome.rejectedCount, outcome.rejections, outcome.notStored],
-      );
+      await markProcessed(client!, parsed, ingestionIds, counts);
       return counts;
     });
     return processedResults(parsed, ingestionIds, counts);

@@ -3,6 +3,7 @@ import type { ProcessingResult, TypeCounts } from '../../broker/types.js';
 import type { ParsedPayload } from '../hae/types.js';
 import { monthsOf, type PartitionManager } from '../store/partitions.js';
 import type { Column, SampleTable } from '../store/sample-tables.js';
+import { BinaryArrayWriter } from '../store/binary-array.js';
 import { encodeChunk, MAX_CHUNK_BYTES } from '../store/sample-writer.js';
 import { explainWriteError, jobsOf, MAX_REPORTED_REJECTIONS, tallyRejections, type Job, type ProcessedPayload } from './processor.js';
 
@@ -86,19 +87,40 @@ export class SampleBatch {
   }
 }
 
-/** What a processed payload's raw_ingestions row records about it, as statement parameters. */
-export function outcomeColumns(parsed: readonly ParsedPayload[], counts: ReadonlyArray<Record<string, TypeCounts>>): {
-  counts: string[];
-  rejectedCount: number[];
-  rejections: string[];
-  notStored: string[];
-} {
-  return {
-    counts: counts.map((c) => JSON.stringify(c)),
-    rejectedCount: parsed.map((p) => p.rejections.length),
-    rejections: parsed.map((p) => JSON.stringify(p.rejections.slice(0, MAX_REPORTED_REJECTIONS))),
-    notStored: parsed.map((p) => JSON.stringify(p.notStored)),
-  };
+/**
+ * Marks every payload of the batch processed with its own counts, rejections and not-stored items:
+ * one prepared statement (its text never changes), each column a binary array, so neither side
+ * formats or parses array literals with escaped JSON inside.
+ */
+const MARK_PROCESSED = {
+  name: 'ss_batch_mark_processed',
+  text: `UPDATE raw_ingestions AS r SET status = 'processed', processed_at = now(), attempts = r.attempts + 1, counts = u.counts,
+           rejected_count = u.rejected_count, rejections = u.rejections, not_stored = u.not_stored, error = NULL
+         FROM unnest($1::int8[], $2::jsonb[], $3::int4[], $4::jsonb[], $5::jsonb[]) AS u(id, counts, rejected_count, rejections, not_stored)
+         WHERE r.id = u.id`,
+};
+
+export async function markProcessed(
+  client: pg.ClientBase,
+  parsed: readonly ParsedPayload[],
+  ingestionIds: readonly string[],
+  counts: ReadonlyArray<Record<string, TypeCounts>>,
+): Promise<void> {
+  const columns = [
+    new BinaryArrayWriter('int8', 12 * parsed.length),
+    new BinaryArrayWriter('jsonb', 256 * parsed.length),
+    new BinaryArrayWriter('int4', 8 * parsed.length),
+    new BinaryArrayWriter('jsonb', 16 * parsed.length),
+    new BinaryArrayWriter('jsonb', 16 * parsed.length),
+  ] as const;
+  parsed.forEach((p, i) => {
+    columns[0].push(ingestionIds[i]!);
+    columns[1].push(JSON.stringify(counts[i]!));
+    columns[2].push(p.rejections.length);
+    columns[3].push(JSON.stringify(p.rejections.slice(0, MAX_REPORTED_REJECTIONS)));
+    columns[4].push(JSON.stringify(p.notStored));
+  });
+  await client.query({ ...MARK_PROCESSED, values: columns.map((c) => c.finish()) });
 }
 
 export function processedResults(parsed: readonly ParsedPayload[], ingestionIds: readonly string[], counts: ReadonlyArray<Record<string, TypeCounts>>): ProcessedPayload[] {

@@ -1,9 +1,11 @@
+import { setImmediate } from 'node:timers/promises';
 import type pg from 'pg';
 import { parseHaePayload } from '../hae/parse.js';
 import type { ValidationLimits } from '../hae/limits.js';
 import type { ParsedPayload } from '../hae/types.js';
 import { inTransactions } from '../store/pool.js';
 import type { PartitionManager } from '../store/partitions.js';
+import { parseStoredJson } from './json-body.js';
 import { jobsOf, type ProcessedPayload } from './processor.js';
 import { markProcessed, processedResults, SampleBatch } from './sample-batch.js';
 
@@ -15,12 +17,14 @@ export const MAX_BATCH_PAYLOADS = 500;
 export const MAX_BATCH_ROWS = 50_000;
 export const MAX_BATCH_BYTES = 16 * 1024 * 1024;
 
-export interface BatchItem {
-  ingestionId: string;
-  userId: string;
-  json: unknown;
-  mayContainNul: boolean;
-}
+/** A payload's parsed JSON, or its stored bytes (parsed when its turn in the batch comes). */
+export type BatchItem = { ingestionId: string; userId: string } & ({ json: unknown; mayContainNul: boolean } | { body: Buffer });
+
+/**
+ * Parsing a batch takes milliseconds: every this many payloads, pending I/O (acknowledgements
+ * released by a commit, new publishes) goes first, so it does not wait for the whole batch.
+ */
+const PAYLOADS_BETWEEN_IO = 32;
 
 /**
  * Turns many small stored payloads into samples in ONE transaction: the rows of every payload
@@ -60,8 +64,10 @@ export class BatchProcessor {
     let rowCount = 0;
     for (const item of items) {
       if (parsed.length > 0 && rowCount >= MAX_BATCH_ROWS) break;
-      const p = parseHaePayload(item.json, { limits: this.#limits, mayContainNul: item.mayContainNul, releaseInput: true });
-      item.json = undefined;
+      if (parsed.length > 0 && parsed.length % PAYLOADS_BETWEEN_IO === 0) await setImmediate();
+      const input = 'body' in item ? parseStoredJson(item.body) : item;
+      const p = parseHaePayload(input.json, { limits: this.#limits, mayContainNul: input.mayContainNul, releaseInput: true });
+      if ('json' in item) item.json = undefined;
       parsed.push(p);
       rowCount += rowsOf(p);
     }

@@ -51,3 +51,15 @@ function textOffset(body: Buffer, byteOffset: number): number {
 function withoutQuotedText(message: string): string {
   return message.replace(/^(Unexpected token .+?), (?:\.\.\.)?".*$/s, '$1');
 }
+
+/** A JSON text can only carry U+0000 as the escape `\u0000` (a raw control character is invalid JSON). */
+export function mayContainNul(body: Buffer): boolean {
+  return body.includes('\\u0000');
+}
+
+/** A payload already stored (so already within the limits) parsed again for processing. */
+export function parseStoredJson(body: Buffer): { json: unknown; mayContainNul: boolean } {
+  const parsed = parseJsonBody(body);
+  if (!parsed.ok) throw new Error(`stored payload is not valid JSON: ${parsed.message}`);
+  return { json: parsed.value, mayContainNul: mayContainNul(body) };
+}

@@ -14,7 +14,7 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { MAX_BATCH_BYTES, MAX_BATCH_PAYLOADS, SMALL_PAYLOAD_BYTES, type BatchItem, type BatchProcessor } from './batch-processor.js';
 import { collectAfterPoints, collectGarbage } from './collect-garbage.js';
-import { parseJsonBody } from './json-body.js';
+import { mayContainNul, parseJsonBody, parseStoredJson } from './json-body.js';
 import { DEFAULT_JSON_LIMITS, type JsonLimits } from './json-limits.js';
 import type { PayloadProcessor, ProcessedPayload } from './processor.js';
 import type { DatabaseOutage } from './outage.js';
@@ -332,7 +332,7 @@ export class IngestService implements IngestSink, Component {
       const input: { json: unknown; mayContainNul: boolean; onRowsBuilt?: () => void; onInputReleased?: (points: number) => void } = job.hasJson
         ? { json: job.json, mayContainNul: job.mayContainNul }
         : job.body
-          ? parseBody(job.body)
+          ? parseStoredJson(job.body)
           : await this.#loadPayload(job.ingestionId);
       // The job no longer pins the parsed tree: it can be collected once its rows are built. A
       // retry parses the kept bytes again or reads the payload back from raw_ingestions.
@@ -444,7 +444,8 @@ export class IngestService implements IngestSink, Component {
       }
       const body = job.body ?? loaded.get(job.ingestionId);
       if (!body) throw new Error(`raw ingestion ${job.ingestionId} does not exist`);
-      return { ...base, ...parseBody(body) };
+      // Parsed by the batch processor, which lets I/O in between payloads.
+      return { ...base, body };
     });
   }
 
@@ -484,7 +485,7 @@ export class IngestService implements IngestSink, Component {
   async #loadPayload(ingestionId: string): Promise<{ json: unknown; mayContainNul: boolean }> {
     const { rows } = await this.#pool.query<{ payload: Buffer }>('SELECT payload FROM raw_ingestions WHERE id = $1', [ingestionId]);
     if (!rows[0]) throw new Error(`raw ingestion ${ingestionId} does not exist`);
-    return parseBody(rows[0].payload);
+    return parseStoredJson(rows[0].payload);
   }
 
   /** Waits until the processing queue is empty, or the deadline passes. */
@@ -531,11 +532,6 @@ function duplicateResult(stored: StoredRaw): ProcessingResult {
   };
 }
 
-function parseBody(body: Buffer): { json: unknown; mayContainNul: boolean } {
-  const parsed = parseJsonBody(body);
-  if (!parsed.ok) throw new Error(`stored payload is not valid JSON: ${parsed.message}`);
-  return { json: parsed.value, mayContainNul: mayContainNul(body) };
-}
 
 /** Small, and not refused before (such a payload is retried alone). */
 function batchable(job: Job): boolean {
@@ -552,10 +548,6 @@ function compactCopy(body: Buffer): Buffer {
   return copy;
 }
 
-/** A JSON text can only carry U+0000 as the escape `\u0000` (a raw control character is invalid JSON). */
-function mayContainNul(body: Buffer): boolean {
-  return body.includes('\\u0000');
-}
 
 function summarize(counts: Record<string, TypeCounts>): Record<string, string> {
   const out: Record<string, string> = {};

@@ -3,7 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { defaultLimits } from '../src/hae/limits.js';
 import { parseJsonBody } from '../src/ingest/json-body.js';
-import { parseJsonInPieces } from '../src/ingest/json-pieces.js';
+import { parseJsonInPieces, parseJsonInPiecesYielding } from '../src/ingest/json-pieces.js';
 import { ConstraintViolationError, PayloadProcessor } from '../src/ingest/processor.js';
 import { createLogger } from '../src/log.js';
 import { BinaryArrayWriter } from '../src/store/binary-array.js';
@@ -234,6 +234,28 @@ describe('large bodies are parsed in pieces', () => {
       assert.ok(Object.hasOwn(data, '__proto__'), '__proto__ stays an own key');
       assert.equal(Object.getPrototypeOf(data), Object.prototype);
     }
+  });
+
+  test('parsed while the event loop runs: the same value, with turns of the loop between pieces', async () => {
+    const text = JSON.stringify(tricky);
+    const body = Buffer.from(text);
+    for (const pieceBytes of [7, 4096]) {
+      let turns = 0;
+      const ticker = setInterval(() => turns++, 0);
+      const immediate = (): void => {
+        turns++;
+        if (parsing) setImmediate(immediate);
+      };
+      let parsing = true;
+      setImmediate(immediate);
+      const parsed = await parseJsonInPiecesYielding(body, 0, pieceBytes);
+      parsing = false;
+      clearInterval(ticker);
+      assert.ok(parsed);
+      assert.deepEqual(parsed.value, JSON.parse(text));
+      assert.ok(turns > 3, `piece size ${pieceBytes}: ${turns} turns of the loop`);
+    }
+    assert.equal(await parseJsonInPiecesYielding(Buffer.from('[1,]'), 0, 2), undefined);
   });
 
   test('anything that is not one well-formed JSON value is left to JSON.parse', () => {

@@ -222,3 +222,62 @@ describe('REST ingest against PostgreSQL', () => {
     assert.equal(await count(t.sql, 'raw_ingestions', `payload = convert_to('{"data": {"metrics": [}', 'UTF8')`), 0);
   });
 });
+
+describe('a body of 8 MiB or more is stored while its JSON is parsed', () => {
+  let t: TestApp;
+  let key: string;
+  const points = 120_000;
+  const text = JSON.stringify({
+    data: {
+      metrics: [
+        {
+          name: 'step_count',
+          units: 'count',
+          data: Array.from({ length: points }, (_, i) => ({ date: `2025-03-${String(1 + Math.floor(i / 86_400)).padStart(2, '0')} ${new Date((i % 86_400) * 1000).toISOString().slice(11, 19)} +0100`, qty: i, source: 'Anna\u2019s iPhone' })),
+        },
+      ],
+    },
+  });
+  // A colon where a comma belongs, near the end: only a parse of the whole body finds it.
+  const cut = text.lastIndexOf(',"qty":');
+  const broken = `${text.slice(0, cut)}:${text.slice(cut + 1)}`;
+
+  before(async () => {
+    assert.ok(text.length > 8 * 1024 * 1024);
+    t = await startTestApp({ HTTP_MAX_BODY_BYTES: String(32 * 1024 * 1024) });
+    key = await t.createKey('large');
+  });
+  after(async () => t?.close());
+
+  const post = (body: string) =>
+    fetch(`${t.httpUrl}/api/v1/ingest`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body });
+
+  test('broken JSON: 400 with its position, nothing stored, no transaction left open', async () => {
+    const res = await post(broken);
+    assert.equal(res.status, 400);
+    const err = ((await res.json()) as { error: { code: string; position: number } }).error;
+    assert.equal(err.code, 'SS_INVALID_JSON');
+    assert.ok(Math.abs(err.position - cut) < 50, String(err.position));
+    assert.equal(await count(t.sql, 'raw_ingestions'), 0);
+    const open = await t.sql.query(`SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in transaction%'`);
+    assert.equal(open.rowCount, 0);
+  });
+
+  test('valid JSON: stored once, processed, and a re-send is a duplicate', async () => {
+    const res = await post(text);
+    assert.equal(res.status, 200);
+    const answer = (await res.json()) as IngestAnswer;
+    assert.equal(answer.duplicatePayload, false);
+    assert.equal(answer.counts.quantity?.inserted, points);
+    const stored = await t.sql.query<{ size_bytes: number; same: boolean; status: string }>(
+      `SELECT size_bytes, payload = convert_to($1, 'UTF8') AS same, status FROM raw_ingestions`,
+      [text],
+    );
+    assert.deepEqual(stored.rows, [{ size_bytes: Buffer.byteLength(text), same: true, status: 'processed' }]);
+    assert.equal(await count(t.sql, 'quantity_samples'), points);
+    const again = await post(text);
+    assert.equal(again.status, 200);
+    assert.equal(((await again.json()) as IngestAnswer).duplicatePayload, true);
+    assert.equal(await count(t.sql, 'raw_ingestions'), 1);
+  });
+});

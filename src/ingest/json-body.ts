@@ -1,7 +1,7 @@
 import { jsonErrorPosition } from './json-error-position.js';
 import { findJsonLimitViolation, type JsonLimits } from './json-limits.js';
 import { errorMessage } from '../errors.js';
-import { parseJsonInPieces } from './json-pieces.js';
+import { parseJsonInPieces, parseJsonInPiecesYielding } from './json-pieces.js';
 
 export type JsonParseFailureCode = 'SS_INVALID_JSON' | 'SS_JSON_TOO_DEEP' | 'SS_JSON_STRING_TOO_LONG';
 
@@ -21,12 +21,34 @@ export type JsonParseOutcome =
  * payloads already stored are parsed without them.
  */
 export function parseJsonBody(body: Buffer, limits: JsonLimits | null = null): JsonParseOutcome {
-  const overLimit = limits && findJsonLimitViolation(body, limits);
-  if (overLimit) return { ok: false, message: overLimit.message, position: textOffset(body, overLimit.byteOffset), code: overLimit.code };
+  const refused = limits && jsonLimitRefusal(body, limits);
+  if (refused) return refused;
   if (body.length >= PIECEWISE_FROM_BYTES) {
     const pieces = parseJsonInPieces(body, hasUtf8Bom(body) ? 3 : 0, PIECE_BYTES);
     if (pieces) return { ok: true, value: pieces.value };
   }
+  return parseWhole(body);
+}
+
+/**
+ * parseJsonBody without limits (the caller has checked them with jsonLimitRefusal), letting the
+ * event loop run between the pieces of a large body.
+ */
+export async function parseJsonBodyYielding(body: Buffer): Promise<JsonParseOutcome> {
+  if (body.length >= PIECEWISE_FROM_BYTES) {
+    const pieces = await parseJsonInPiecesYielding(body, hasUtf8Bom(body) ? 3 : 0, PIECE_BYTES);
+    if (pieces) return { ok: true, value: pieces.value };
+  }
+  return parseWhole(body);
+}
+
+/** The refusal of a body over the JSON limits, or null when it is within them. */
+export function jsonLimitRefusal(body: Buffer, limits: JsonLimits): Extract<JsonParseOutcome, { ok: false }> | null {
+  const overLimit = findJsonLimitViolation(body, limits);
+  return overLimit && { ok: false, message: overLimit.message, position: textOffset(body, overLimit.byteOffset), code: overLimit.code };
+}
+
+function parseWhole(body: Buffer): JsonParseOutcome {
   let text = body.toString('utf8');
   // Some HTTP clients prepend a UTF-8 byte order mark, which JSON.parse refuses.
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);

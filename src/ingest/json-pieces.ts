@@ -1,3 +1,5 @@
+import { setImmediate } from 'node:timers/promises';
+
 /**
  * JSON.parse of a large UTF-8 body without ever holding the whole body as one string. Decoding
  * 100 MB at once makes a 100 MB string, or a 200 MB one as soon as a single character is outside
@@ -11,13 +13,35 @@
  */
 export function parseJsonInPieces(body: Buffer, start: number, pieceBytes: number): { value: unknown } | undefined {
   try {
-    const reader = new PieceReader(body, pieceBytes);
-    const [value, end] = reader.value(reader.skipSpace(start));
-    if (reader.skipSpace(end) !== body.length) return undefined;
-    return { value };
+    const pieces = readWhole(body, start, pieceBytes);
+    for (let step = pieces.next(); ; step = pieces.next()) if (step.done) return step.value;
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The same, but the event loop runs between pieces: a socket the process is writing to (the
+ * raw payload on its way to the database) keeps draining while the body is parsed.
+ */
+export async function parseJsonInPiecesYielding(body: Buffer, start: number, pieceBytes: number): Promise<{ value: unknown } | undefined> {
+  try {
+    const pieces = readWhole(body, start, pieceBytes);
+    for (let step = pieces.next(); ; step = pieces.next()) {
+      if (step.done) return step.value;
+      await setImmediate();
+    }
+  } catch {
+    return undefined;
+  }
+}
+
+/** Yields after each piece it parses; returns the value, or undefined if anything follows it. */
+function* readWhole(body: Buffer, start: number, pieceBytes: number): Generator<void, { value: unknown } | undefined> {
+  const reader = new PieceReader(body, pieceBytes);
+  const [value, end] = yield* reader.value(reader.skipSpace(start));
+  if (reader.skipSpace(end) !== body.length) return undefined;
+  return { value };
 }
 
 const QUOTE = 0x22;
@@ -45,13 +69,13 @@ class PieceReader {
     return i;
   }
 
-  /** The value starting at i and the index just after it. */
-  value(i: number): [unknown, number] {
+  /** The value starting at i and the index just after it; yields after each piece parsed. */
+  *value(i: number): Generator<void, [unknown, number]> {
     const b = this.buf[i];
     if (isContainer(b)) {
       const end = this.containerEnd(i, this.pieceBytes);
       if (end >= 0) return [this.parse(i, end), end];
-      return b === OPEN_BRACKET ? this.array(i) : this.object(i);
+      return b === OPEN_BRACKET ? yield* this.array(i) : yield* this.object(i);
     }
     const end = this.scalarEnd(i);
     return [this.parse(i, end), end];
@@ -61,7 +85,7 @@ class PieceReader {
     return JSON.parse(this.buf.toString('utf8', from, to));
   }
 
-  private array(i: number): [unknown[], number] {
+  private *array(i: number): Generator<void, [unknown[], number]> {
     const out: unknown[] = [];
     let runStart = -1;
     let runEnd = -1;
@@ -78,13 +102,16 @@ class PieceReader {
       let next: number;
       if (end < 0) {
         flush();
-        const [item, itemEnd] = this.value(j);
+        const [item, itemEnd] = yield* this.value(j);
         out.push(item);
         next = itemEnd;
       } else {
         if (runStart < 0) runStart = j;
         runEnd = end;
-        if (runEnd - runStart >= this.pieceBytes) flush();
+        if (runEnd - runStart >= this.pieceBytes) {
+          flush();
+          yield;
+        }
         next = end;
       }
       const k = this.skipSpace(next);
@@ -98,7 +125,7 @@ class PieceReader {
     }
   }
 
-  private object(i: number): [Record<string, unknown>, number] {
+  private *object(i: number): Generator<void, [Record<string, unknown>, number]> {
     const out: Record<string, unknown> = {};
     let j = this.skipSpace(i + 1);
     if (this.buf[j] === CLOSE_BRACE) return [out, j + 1];
@@ -108,7 +135,7 @@ class PieceReader {
       const key = this.parse(j, keyEnd) as string;
       const colon = this.skipSpace(keyEnd);
       if (this.buf[colon] !== COLON) throw new NotWellFormed();
-      const [member, end] = this.value(this.skipSpace(colon + 1));
+      const [member, end] = yield* this.value(this.skipSpace(colon + 1));
       // Like JSON.parse: the last of duplicate keys wins, and `__proto__` is an ordinary own key.
       Object.defineProperty(out, key, { value: member, enumerable: true, writable: true, configurable: true });
       const k = this.skipSpace(end);

@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { IngestRequest } from '../../broker/types.js';
 import { storableText } from '../storable-text.js';
 import { BinaryArrayWriter, type ElementType } from '../store/binary-array.js';
+import { inTransactions } from '../store/pool.js';
 import { queryWithoutCopy, type ZeroCopyParam } from '../store/zero-copy-query.js';
 
 export type RawStatus = 'received' | 'processed' | 'failed';
@@ -125,8 +126,28 @@ export class RawIngestionStore {
     return returned;
   }
 
+  /**
+   * Stores one large payload while its JSON is still being checked: the INSERT runs in a
+   * transaction of its own, so the server receives, compresses and writes the bytes meanwhile,
+   * and it commits only once `valid` resolves true. On false nothing is stored (rolled back) and
+   * the answer is null. Not part of a group commit: at these sizes one COMMIT per payload costs
+   * nothing, and the others' acknowledgements do not wait for this one's parse.
+   */
+  async storeWhileChecked(request: IngestRequest, sha256: Buffer, valid: Promise<boolean>): Promise<StoredRaw | null> {
+    try {
+      return await inTransactions(this.#pool, 1, async ([client]) => {
+        const [row] = await this.#insertLarge([rowOf({ request, sha256 })], client);
+        if (!(await valid)) throw new NotValid();
+        return storedOf(row!);
+      });
+    } catch (err) {
+      if (err instanceof NotValid) return null;
+      throw err;
+    }
+  }
+
   /** A large body goes to the socket as it is (zero-copy-query.ts); these batches are few, so planning each costs nothing. */
-  async #insertLarge(rows: RawRow[]): Promise<ReturnedRow[]> {
+  async #insertLarge(rows: RawRow[], db: pg.Pool | pg.ClientBase = this.#pool): Promise<ReturnedRow[]> {
     const values: ZeroCopyParam[] = [];
     const tuples = rows.map((row, i) => {
       values.push(...row.slice(0, 10), row[9], 'received');
@@ -135,7 +156,7 @@ export class RawIngestionStore {
     const sql = `INSERT INTO raw_ingestions AS r (${INSERTED_COLUMNS}, last_received_at, status)
        VALUES ${tuples.join(', ')}
        ${ON_CONFLICT}`;
-    const { rows: returned } = await queryWithoutCopy<ReturnedRow>(this.#pool, sql, values);
+    const { rows: returned } = await queryWithoutCopy<ReturnedRow>(db, sql, values);
     return returned;
   }
 
@@ -147,16 +168,7 @@ export class RawIngestionStore {
     const large = batch.some((p) => p.request.body.length >= ZERO_COPY_BODY_BYTES);
     const returned = large ? await this.#insertLarge(rows) : await this.#insertSmall(rows);
     const byKey = new Map<string, StoredRaw>();
-    for (const row of returned) {
-      byKey.set(`${row.user_id}:${row.sha256.toString('hex')}`, {
-        id: String(row.id),
-        inserted: row.inserted,
-        status: row.status,
-        counts: row.counts,
-        rejections: row.rejections,
-        notStored: row.not_stored,
-      });
-    }
+    for (const row of returned) byKey.set(`${row.user_id}:${row.sha256.toString('hex')}`, storedOf(row));
     // Later copies inside the same batch are re-receipts of the first.
     const seen = new Set<string>();
     return batch.map((p) => {
@@ -182,7 +194,14 @@ type RawRow = [
   receivedAt: Date,
 ];
 
-function rowOf(p: Pending): RawRow {
+/** Rolls back the transaction of a payload whose JSON turned out invalid. */
+class NotValid extends Error {}
+
+function storedOf(row: ReturnedRow): StoredRaw {
+  return { id: String(row.id), inserted: row.inserted, status: row.status, counts: row.counts, rejections: row.rejections, notStored: row.not_stored };
+}
+
+function rowOf(p: { request: IngestRequest; sha256: Buffer }): RawRow {
   const r = p.request;
   return [
     r.identity.userId,

@@ -214,7 +214,14 @@ export class App {
       batches: new BatchProcessor({ pool: db.pool, partitions, chunkRows: config.ingest.chunkRows, limits: config.validation }),
       logger: log.child({ component: 'ingest' }),
       metrics: this.metrics,
-      options: { maxAttempts: config.ingest.maxAttempts, retryBaseMs: 1_000, maxQueuedBytes: config.ingest.maxQueuedBytes, jsonLimits: config.json },
+      options: {
+        maxAttempts: config.ingest.maxAttempts,
+        retryBaseMs: 1_000,
+        maxQueuedBytes: config.ingest.maxQueuedBytes,
+        jsonLimits: config.json,
+        // Each holds a connection while its JSON is parsed; the writers and the group commit keep theirs.
+        maxStoresWhileParsing: config.database.poolMax >= 5 ? 2 : 0,
+      },
       spool: { spool, outage, metrics: spoolMetrics },
     });
     await this.#ingest.start();

@@ -280,4 +280,14 @@ describe('a body of 8 MiB or more is stored while its JSON is parsed', () => {
     assert.equal(((await again.json()) as IngestAnswer).duplicatePayload, true);
     assert.equal(await count(t.sql, 'raw_ingestions'), 1);
   });
+
+  test('more at once than may be stored while parsed: the others are parsed first, and all are stored', async () => {
+    // Two at most hold a connection while parsing; the third and fourth take the usual path.
+    const bodies = [1, 2, 3, 4].map((n) => text.replace('"qty":0,', `"qty":${n * 1_000_000},`));
+    const answers = await Promise.all(bodies.map((body) => post(body)));
+    assert.deepEqual(answers.map((res) => res.status), [200, 200, 200, 200]);
+    for (const res of answers) assert.equal(((await res.json()) as IngestAnswer).duplicatePayload, false);
+    assert.equal(await count(t.sql, 'raw_ingestions'), 5);
+    assert.equal(await count(t.sql, 'raw_ingestions', `status = 'processed'`), 5);
+  });
 });

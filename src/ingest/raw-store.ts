@@ -42,7 +42,7 @@ const ON_CONFLICT = `ON CONFLICT (user_id, sha256) DO UPDATE
  * not at every group commit. Rows are inserted, and so numbered, in the order of the arrays.
  */
 const UNNEST_INSERT = {
-  name: 'raw-ingestions-insert',
+  name: 'ss_raw_insert',
   text: `INSERT INTO raw_ingestions AS r (${INSERTED_COLUMNS}, last_received_at, status)
    SELECT ${INSERTED_COLUMNS}, received_at, 'received'
      FROM unnest($1::int8[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bytea[], $8::bytea[], $9::int4[], $10::timestamptz[])

@@ -70,6 +70,11 @@ export interface IngestServiceOptions {
   maxQueuedBytes: number;
   /** Nesting depth and string length a new payload may have; over them it is refused as a whole. */
   jsonLimits?: JsonLimits;
+  /**
+   * Large payloads whose raw bytes may be on their way to the database while their JSON is
+   * parsed, at once (each holds a connection meanwhile); others are parsed first. Default 0.
+   */
+  maxStoresWhileParsing?: number;
 }
 
 /** What a stored payload may keep in memory until it is processed. */
@@ -112,6 +117,7 @@ export class IngestService implements IngestSink, Component {
   #queuedBytes = 0;
   #roomWaiters: Array<() => void> = [];
   #unsubscribeOutage: (() => void) | null = null;
+  #storesWhileParsing = 0;
 
   constructor(deps: {
     pool: pg.Pool;
@@ -157,7 +163,8 @@ export class IngestService implements IngestSink, Component {
     // reclaimed while the heap is still small, before the parsed tree joins the body.
     if (request.body.length >= LARGE_PAYLOAD_BYTES) collectGarbage();
     const limits = this.#options.jsonLimits ?? DEFAULT_JSON_LIMITS;
-    const early = request.body.length >= STORE_WHILE_PARSING_BYTES ? await this.#storeWhileParsing(request, limits) : null;
+    const storeWhileParsing = request.body.length >= STORE_WHILE_PARSING_BYTES && this.#storesWhileParsing < (this.#options.maxStoresWhileParsing ?? 0);
+    const early = storeWhileParsing ? await this.#storeWhileParsing(request, limits) : null;
     const parsed = early ? early.parsed : parseJsonBody(request.body, limits);
     if (!parsed.ok) {
       this.#metrics.payloads.inc({ transport, outcome: parsed.code === 'SS_INVALID_JSON' ? 'invalid_json' : 'json_limit' });
@@ -195,24 +202,30 @@ export class IngestService implements IngestSink, Component {
    * spooled by the caller).
    */
   async #storeWhileParsing(request: IngestRequest, limits: JsonLimits): Promise<{ parsed: JsonParseOutcome; stored?: StoredRaw; failure?: { error: unknown } }> {
-    const refused = jsonLimitRefusal(request.body, limits);
-    if (refused) return { parsed: refused };
-    await this.#waitForRoom(true);
-    if (this.#spool?.outage.active) return { parsed: await parseJsonBodyYielding(request.body) };
-    const sha256 = createHash('sha256').update(request.body).digest();
-    let settle!: (valid: boolean) => void;
-    const valid = new Promise<boolean>((resolve) => (settle = resolve));
-    const storing = this.#raw.storeWhileChecked(request, sha256, valid).then(
-      (stored) => ({ stored: stored ?? undefined }),
-      (error: unknown) => ({ failure: { error } }),
-    );
-    let parsed: JsonParseOutcome | undefined;
+    // Counted before the first await: the caller's check and this count are one step.
+    this.#storesWhileParsing++;
     try {
-      parsed = await parseJsonBodyYielding(request.body);
+      const refused = jsonLimitRefusal(request.body, limits);
+      if (refused) return { parsed: refused };
+      await this.#waitForRoom(true);
+      if (this.#spool?.outage.active) return { parsed: await parseJsonBodyYielding(request.body) };
+      const sha256 = createHash('sha256').update(request.body).digest();
+      let settle!: (valid: boolean) => void;
+      const valid = new Promise<boolean>((resolve) => (settle = resolve));
+      const storing = this.#raw.storeWhileChecked(request, sha256, valid).then(
+        (stored) => ({ stored: stored ?? undefined }),
+        (error: unknown) => ({ failure: { error } }),
+      );
+      let parsed: JsonParseOutcome | undefined;
+      try {
+        parsed = await parseJsonBodyYielding(request.body);
+      } finally {
+        settle(parsed?.ok === true);
+      }
+      return { parsed, ...(await storing) };
     } finally {
-      settle(parsed?.ok === true);
+      this.#storesWhileParsing--;
     }
-    return { parsed, ...(await storing) };
   }
 
   /** A payload the database would not store: spooled when the database is unreachable, else refused. */

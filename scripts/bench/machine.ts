@@ -175,3 +175,23 @@ export async function waitForQuiet(sql: pg.Pool, database: string, maxWaitMs: nu
   } while (Date.now() < deadline);
   return seen;
 }
+
+/**
+ * Lets the database settle before a timed step: a CHECKPOINT (so the step does not share the
+ * disk with one an earlier step's writes would trigger), then a wait (at most maxWaitMs) until no
+ * autovacuum worker runs in the bench database (a million rows written by the bulk scenario start
+ * one). Answers how long it waited for autovacuum. CHECKPOINT needs superuser or pg_checkpoint;
+ * without it only the wait is done.
+ */
+export async function settleDatabase(sql: pg.Pool, database: string, maxWaitMs: number): Promise<number> {
+  await sql.query('CHECKPOINT').catch(() => undefined);
+  const started = Date.now();
+  for (;;) {
+    const { rows } = await sql.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'autovacuum worker'`,
+      [database],
+    );
+    if (rows[0]!.n === 0 || Date.now() - started >= maxWaitMs) return (Date.now() - started) / 1000;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}

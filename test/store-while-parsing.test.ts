@@ -1,0 +1,83 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import pg from 'pg';
+import type { IngestRequest } from '../broker/types.js';
+import { defaultLimits } from '../src/hae/limits.js';
+import { PayloadProcessor } from '../src/ingest/processor.js';
+import { RawIngestionStore } from '../src/ingest/raw-store.js';
+import { IngestService } from '../src/ingest/service.js';
+import { createLogger } from '../src/log.js';
+import { Metrics } from '../src/metrics.js';
+import { migrationsDir } from '../src/paths.js';
+import { loadMigrations, migrate } from '../src/store/migrator.js';
+import { PartitionManager } from '../src/store/partitions.js';
+import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+
+const log = createLogger('silent');
+let db: TestDatabase;
+let pool: pg.Pool;
+let service: IngestService;
+
+/** A valid export of about 9 MB: over the size from which the bytes are stored while parsed. */
+const large = JSON.stringify({
+  data: {
+    metrics: [
+      {
+        name: 'step_count',
+        units: 'count',
+        data: Array.from({ length: 160_000 }, (_, i) => ({ date: `2025-04-0${1 + Math.floor(i / 86_400)} ${new Date((i % 86_400) * 1000).toISOString().slice(11, 19)} +0000`, qty: i, source: 'Watch\u2019s' })),
+      },
+    ],
+  },
+});
+
+before(async () => {
+  db = await createTestDatabase();
+  pool = new pg.Pool({ connectionString: db.url, max: 6 });
+  await migrate(pool, await loadMigrations(migrationsDir), log);
+  const partitions = new PartitionManager(pool, log);
+  service = new IngestService({
+    pool,
+    raw: new RawIngestionStore(pool, { maxBatchBytes: 8 * 1024 * 1024 }),
+    processor: new PayloadProcessor({ pool, partitions, chunkRows: 20_000, limits: defaultLimits }),
+    logger: log,
+    metrics: new Metrics(),
+    options: { maxAttempts: 2, retryBaseMs: 20, maxQueuedBytes: 256 * 1024 * 1024, maxStoresWhileParsing: 2 },
+  });
+  await service.start();
+});
+after(async () => {
+  await service?.stop();
+  await pool?.end();
+  await db?.drop();
+});
+
+/** From a user that does not exist: the database refuses the raw row (foreign key). */
+function fromUnknownUser(body: string): IngestRequest {
+  return {
+    identity: { userId: '987654', userName: 'ghost', keyId: randomUUID(), keyPrefix: 'ghost', scopes: ['ingest'] },
+    transport: 'http',
+    topic: null,
+    body: Buffer.from(body),
+    receivedAt: new Date(),
+  };
+}
+
+describe('a large payload stored while its JSON is parsed', () => {
+  test('refused by the database: the caller gets the error, nothing is stored, the connection is back in the pool', async () => {
+    assert.ok(large.length > 8 * 1024 * 1024);
+    await assert.rejects(service.accept(fromUnknownUser(large)), (err: Error & { code?: string }) => err.code === '23503');
+    assert.equal(Number((await pool.query('SELECT count(*) AS n FROM raw_ingestions')).rows[0].n), 0);
+    assert.equal(pool.totalCount - pool.idleCount, 0, 'no connection is still held');
+  });
+
+  test('invalid JSON that the database would refuse too: the answer is about the JSON', async () => {
+    const broken = `${large.slice(0, -3)}]]`;
+    assert.ok(broken.length > 8 * 1024 * 1024);
+    const outcome = await service.accept(fromUnknownUser(broken));
+    assert.equal(outcome.kind, 'invalid_json');
+    assert.ok(outcome.kind === 'invalid_json' && outcome.code === 'SS_INVALID_JSON');
+    assert.equal(pool.totalCount - pool.idleCount, 0, 'no connection is still held');
+  });
+});

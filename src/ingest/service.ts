@@ -177,12 +177,14 @@ export class IngestService implements IngestSink, Component {
     let stored: StoredRaw;
     if (early?.stored) {
       stored = early.stored;
+    } else if (early?.failure) {
+      return this.#storeFailed(request, early.failure.error, started);
     } else {
-      // Backpressure: hold this payload (and its acknowledgement) while the backlog is over the limit.
+      // Backpressure: hold this payload (and its acknowledgement) while the backlog is over the
+      // limit (a payload stored while parsed has waited already).
       if (!early) await this.#waitForRoom(true);
       if (this.#spool?.outage.active) return this.#toSpool(request, started);
       try {
-        if (early?.failure) throw early.failure.error;
         stored = await this.#raw.store(request, createHash('sha256').update(request.body).digest());
       } catch (err) {
         return this.#storeFailed(request, err, started);
@@ -591,7 +593,6 @@ function duplicateResult(stored: StoredRaw): ProcessingResult {
   };
 }
 
-
 /** Small, and not refused before (such a payload is retried alone). */
 function batchable(job: Job): boolean {
   return job.bytes < SMALL_PAYLOAD_BYTES && !job.refused;
@@ -606,7 +607,6 @@ function compactCopy(body: Buffer): Buffer {
   body.copy(copy);
   return copy;
 }
-
 
 function summarize(counts: Record<string, TypeCounts>): Record<string, string> {
   const out: Record<string, string> = {};

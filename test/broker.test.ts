@@ -1,15 +1,14 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
-import { connect as netConnect, type AddressInfo } from 'node:net';
+import { connect as netConnect } from 'node:net';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
-import { connect as mqttConnect, type IClientOptions, type MqttClient } from 'mqtt';
+import type { IClientOptions, MqttClient } from 'mqtt';
 import { WebSocket } from 'ws';
 import type { Client as AedesClient, PublishPacket } from 'aedes';
-import { MqttBroker, type MqttBrokerOptions } from '../broker/broker.js';
+import type { MqttBrokerOptions } from '../broker/broker.js';
 import { createBrokerHooks } from '../broker/hooks.js';
 import { InflightTracker } from '../broker/inflight.js';
 import { PacketSizeGuard } from '../broker/packet-size-guard.js';
@@ -24,7 +23,7 @@ import type {
   IngestSink,
 } from '../broker/types.js';
 import { createLogger } from '../src/log.js';
-import { waitUntil as waitFor } from './helpers/mqtt-broker.js';
+import { mqttClient, startBroker, waitUntil as waitFor, type BrokerFixture } from './helpers/mqtt-broker.js';
 import { Metrics } from '../src/metrics.js';
 
 // A hung wait should fail its test, not the whole run.
@@ -71,80 +70,19 @@ class FakeSink implements IngestSink {
 
 // ---------------------------------------------------------------- fixture
 
-interface Fixture {
-  broker: MqttBroker;
-  sink: FakeSink;
+interface Fixture extends BrokerFixture<FakeSink> {
   auth: FakeAuthenticator;
-  metrics: Metrics;
-  logs: string[];
-  wsUrl: string;
-  tcpUrl: string;
-  tcpPort: number;
 }
 
 async function startFixture(t: TestContext, overrides: Partial<MqttBrokerOptions> = {}): Promise<Fixture> {
-  const logs: string[] = [];
-  const logger = createLogger('debug', { write: (line: string) => void logs.push(line) });
-  const metrics = new Metrics();
-  const sink = new FakeSink();
   const auth = new FakeAuthenticator();
-  const broker = new MqttBroker({
-    options: {
-      wsPath: '/mqtt',
-      tcpHost: '127.0.0.1',
-      tcpPort: 0,
-      tcpEnabled: true,
-      maxPacketBytes: 128 * 1024 * 1024,
-      ingestTopicFilter: 'health/#',
-      ...overrides,
-    },
-    logger,
-    metrics,
-    authenticator: auth,
-    sink,
-  });
-  await broker.start();
-  const http = await startHttp(broker);
-  const clients: MqttClient[] = [];
-  t.after(async () => {
-    for (const c of clients) c.end(true);
-    await broker.stop();
-    http.closeAllConnections();
-    await new Promise((resolve) => http.close(resolve));
-  });
-  const tcp = broker.tcpAddress;
-  const httpPort = (http.address() as AddressInfo).port;
-  openClients.set(t, clients);
-  return {
-    broker,
-    sink,
-    auth,
-    metrics,
-    logs,
-    wsUrl: `ws://127.0.0.1:${httpPort}/mqtt`,
-    tcpUrl: tcp ? `mqtt://127.0.0.1:${tcp.port}` : '',
-    tcpPort: tcp?.port ?? 0,
-  };
+  const f = await startBroker(t, { maxPacketBytes: 128 * 1024 * 1024, ...overrides }, { sink: new FakeSink(), authenticator: auth });
+  return { ...f, auth };
 }
-
-const openClients = new WeakMap<TestContext, MqttClient[]>();
-
-async function startHttp(broker: MqttBroker): Promise<HttpServer> {
-  const server = createHttpServer((_req, res) => res.writeHead(404).end());
-  server.on('upgrade', (req, socket, head) => {
-    if (new URL(req.url ?? '/', 'http://localhost').pathname === '/mqtt') broker.handleUpgrade(req, socket, head);
-    else socket.destroy();
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return server;
-}
-
-const quiet: IClientOptions = { reconnectPeriod: 0, connectTimeout: 5000 };
 
 /** Connects and waits for CONNACK; the client is ended after the test. */
 async function connectClient(t: TestContext, url: string, opts: IClientOptions = {}): Promise<MqttClient> {
-  const client = mqttConnect(url, { username: 'phone', password: 'good-key', ...quiet, ...opts });
-  openClients.get(t)?.push(client);
+  const client = mqttClient(t, url, { password: 'good-key', ...opts });
   await new Promise<void>((resolve, reject) => {
     client.once('connect', () => resolve());
     client.once('error', reject);
@@ -154,8 +92,7 @@ async function connectClient(t: TestContext, url: string, opts: IClientOptions =
 
 /** Connects expecting a refusal; resolves with the CONNACK return code. */
 async function refusedCode(t: TestContext, url: string, opts: IClientOptions): Promise<number | undefined> {
-  const client = mqttConnect(url, { ...quiet, ...opts });
-  openClients.get(t)?.push(client);
+  const client = mqttClient(t, url, { username: undefined, ...opts });
   return new Promise((resolve, reject) => {
     client.once('connect', () => reject(new Error('connection unexpectedly accepted')));
     client.once('error', (err) => resolve((err as { code?: number }).code));

@@ -83,9 +83,9 @@ export class TestSink implements IngestSink {
   }
 }
 
-export interface BrokerFixture {
+export interface BrokerFixture<S extends IngestSink = TestSink> {
   broker: MqttBroker;
-  sink: TestSink;
+  sink: S;
   metrics: Metrics;
   logs: string[];
   wsUrl: string;
@@ -94,11 +94,19 @@ export interface BrokerFixture {
   httpPort: number;
 }
 
-export async function startBroker(t: TestContext, overrides: Partial<MqttBrokerOptions> = {}): Promise<BrokerFixture> {
+/**
+ * The broker on ephemeral ports behind an HTTP server for WebSocket upgrades, stopped after the
+ * test with every client made by mqttClient(). A test may bring its own sink and authenticator.
+ */
+export async function startBroker<S extends IngestSink = TestSink>(
+  t: TestContext,
+  overrides: Partial<MqttBrokerOptions> = {},
+  deps: { sink?: S; authenticator?: Authenticator } = {},
+): Promise<BrokerFixture<S>> {
   const logs: string[] = [];
   const logger = createLogger('debug', { write: (line: string) => void logs.push(line) });
   const metrics = new Metrics();
-  const sink = new TestSink();
+  const sink = deps.sink ?? (new TestSink() as IngestSink as S);
   const broker = new MqttBroker({
     options: {
       wsPath: '/mqtt',
@@ -111,7 +119,7 @@ export async function startBroker(t: TestContext, overrides: Partial<MqttBrokerO
     },
     logger,
     metrics,
-    authenticator: new TestAuthenticator(),
+    authenticator: deps.authenticator ?? new TestAuthenticator(),
     sink,
   });
   await broker.start();

@@ -76,6 +76,26 @@ describe('columns travel as binary arrays', () => {
     ]);
   });
 
+  test('int8, uuid and bytea elements (the raw store\'s columns) come back exactly as sent, NULLs included', async () => {
+    const int8s = ['0', '1', '-1', '9007199254740993', '-9223372036854775808', '9223372036854775807'];
+    const uuids = ['00000000-0000-0000-0000-000000000000', 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11', 'ffffffff-ffff-ffff-ffff-ffffffffffff'];
+    const bytes = [Buffer.alloc(0), Buffer.from([0, 0x5c, 0x27, 0xff]), Buffer.from('{"a":"\u0000"}'), Buffer.alloc(70_000, 0xab)];
+    const int8 = new BinaryArrayWriter('int8', 8);
+    for (const v of [...int8s, null]) int8.push(v);
+    const uuid = new BinaryArrayWriter('uuid', 8);
+    for (const v of [...uuids, null]) uuid.push(v);
+    const bytea = new BinaryArrayWriter('bytea', 8);
+    for (const v of [...bytes, null]) bytea.push(v);
+    const { rows } = await pool.query<{ i: string[]; u: Array<string | null>; b: Array<Buffer | null> }>(
+      'SELECT array(SELECT x::text FROM unnest($1::int8[]) x) AS i, $2::uuid[]::text[] AS u, $3::bytea[] AS b',
+      [int8.finish(), uuid.finish(), bytea.finish()],
+    );
+    assert.deepEqual(rows[0]!.i, [...int8s, null]);
+    assert.deepEqual(rows[0]!.u, [...uuids.map((u) => u.toLowerCase()), null]);
+    assert.deepEqual(rows[0]!.b, [...bytes, null]);
+    assert.throws(() => new BinaryArrayWriter('uuid').push('not-a-uuid'), /not a uuid/);
+  });
+
   test('millisecond epochs from 1970 to 2100 are exact timestamptz values (checked by the server)', async () => {
     const times = new BinaryArrayWriter('timestamptz');
     const expected = new BinaryArrayWriter('float8');

@@ -115,10 +115,10 @@ export async function markProcessed(
   ] as const;
   parsed.forEach((p, i) => {
     columns[0].push(ingestionIds[i]!);
-    columns[1].push(JSON.stringify(counts[i]!));
+    columns[1].push(counts[i]!);
     columns[2].push(p.rejections.length);
-    columns[3].push(JSON.stringify(p.rejections.slice(0, MAX_REPORTED_REJECTIONS)));
-    columns[4].push(JSON.stringify(p.notStored));
+    columns[3].push(p.rejections.slice(0, MAX_REPORTED_REJECTIONS));
+    columns[4].push(p.notStored);
   });
   await client.query({ ...MARK_PROCESSED, values: columns.map((c) => c.finish()) });
 }

@@ -185,7 +185,7 @@ export class IngestService implements IngestSink, Component {
       if (!early) await this.#waitForRoom(true);
       if (this.#spool?.outage.active) return this.#toSpool(request, started);
       try {
-        stored = await this.#raw.store(request, createHash('sha256').update(request.body).digest());
+        stored = await this.#raw.store(request, sha256Of(request.body));
       } catch (err) {
         return this.#storeFailed(request, err, started);
       }
@@ -211,7 +211,7 @@ export class IngestService implements IngestSink, Component {
       if (refused) return { parsed: refused };
       await this.#waitForRoom(true);
       if (this.#spool?.outage.active) return { parsed: await parseJsonBodyYielding(request.body) };
-      const sha256 = createHash('sha256').update(request.body).digest();
+      const sha256 = sha256Of(request.body);
       let settle!: (valid: boolean) => void;
       const valid = new Promise<boolean>((resolve) => (settle = resolve));
       const storing = this.#raw.storeWhileChecked(request, sha256, valid).then(
@@ -272,7 +272,7 @@ export class IngestService implements IngestSink, Component {
    * bumps receive_count (unique on user and sha256), so a replay after a crash stores nothing twice.
    */
   async storeReplayed(request: IngestRequest): Promise<void> {
-    const sha256 = createHash('sha256').update(request.body).digest();
+    const sha256 = sha256Of(request.body);
     const stored = await this.#raw.store(request, sha256);
     this.#metrics.payloads.inc({ transport: request.transport, outcome: stored.inserted ? 'stored' : 'duplicate' });
     // The JSON is read back from raw_ingestions when its turn comes: a replay can be large.
@@ -591,6 +591,11 @@ function duplicateResult(stored: StoredRaw): ProcessingResult {
     rejections: (stored.rejections ?? []) as ProcessingResult['rejections'],
     notStored: (stored.notStored ?? []) as ProcessingResult['notStored'],
   };
+}
+
+/** The digest raw_ingestions keeps each user's payloads unique by. */
+function sha256Of(body: Buffer): Buffer {
+  return createHash('sha256').update(body).digest();
 }
 
 /** Small, and not refused before (such a payload is retried alone). */

@@ -26,12 +26,25 @@ const shapeByMetric: ReadonlyMap<string, PointShapeSelector> = new Map<string, P
 ]);
 const quantitySelector: PointShapeSelector = () => quantityShape;
 
+/**
+ * The kind of row every point of a metric (by canonical name) becomes, or undefined for
+ * sleep_analysis, whose points become sessions or segments: lets a caller plan before parsing.
+ */
+export function rowKindOfMetric(canonicalName: string): SampleKind | undefined {
+  if (canonicalName === 'sleep_analysis') return undefined;
+  const shape = (shapeByMetric.get(canonicalName) ?? quantitySelector)({ qty: 0 });
+  return shape.kind;
+}
+
 function parsePoint<K extends SampleKind>(shape: MetricShape<K>, point: unknown, metric: MetricInfo, path: string, ctx: ParseContext): void {
   ctx.settle(shape.kind, shape.parsePoint(point, metric), REJECTION_TYPE, path, metric.received);
 }
 
-/** One object of `data.metrics`: `{name, units, data: [points]}`. Returns how many points it detached (releaseInput). */
-function parseMetricObject(raw: unknown, index: number, ctx: ParseContext): number {
+/**
+ * One object of `data.metrics`: `{name, units, data: [points]}`. Yields after every `stepPoints`
+ * points read; returns how many points it detached (releaseInput).
+ */
+function* parseMetricObject(raw: unknown, index: number, ctx: ParseContext, stepPoints: number): Generator<void, number> {
   const path = `data.metrics[${index}]`;
   if (!isPlainObject(raw)) {
     ctx.reject(REJECTION_TYPE, path, undefined, new Problem(undefined, 'invalid_shape', `A metric must be an object but is ${describeValue(raw)}`));
@@ -53,7 +66,11 @@ function parseMetricObject(raw: unknown, index: number, ctx: ParseContext): numb
   // Q4: `data: []` (or no `data`) is a selected metric without samples.
   const points = data ?? [];
   const shapeOf = shapeByMetric.get(canonicalName) ?? quantitySelector;
-  for (let i = 0; i < points.length; i++) parsePoint(shapeOf(points[i]), points[i], metric, `${path}.data[${i}]`, ctx);
+  for (let from = 0; from < points.length; from += stepPoints) {
+    if (from > 0) yield;
+    const to = Math.min(points.length, from + stepPoints);
+    for (let i = from; i < to; i++) parsePoint(shapeOf(points[i]), points[i], metric, `${path}.data[${i}]`, ctx);
+  }
   if (!ctx.releaseInput) return 0;
   raw['data'] = null;
   return points.length;
@@ -61,13 +78,23 @@ function parseMetricObject(raw: unknown, index: number, ctx: ParseContext): numb
 
 /** `data.metrics`: every metric object is read on its own; a bad one never hides the others. */
 export function parseMetricsSection(value: unknown, ctx: ParseContext): void {
+  const steps = parseMetricsSectionInSteps(value, ctx, Infinity);
+  while (!steps.next().done);
+}
+
+/**
+ * parseMetricsSection, pausing after every `stepPoints` points and between metrics, so that a
+ * caller can write the rows read so far (and let I/O run) before the rest is read.
+ */
+export function* parseMetricsSectionInSteps(value: unknown, ctx: ParseContext, stepPoints: number): Generator<void, void> {
   if (!Array.isArray(value)) {
     ctx.reject(REJECTION_TYPE, 'data.metrics', undefined, new Problem(undefined, 'invalid_shape', `data.metrics must be an array but is ${describeValue(value)}`));
     return;
   }
   for (let i = 0; i < value.length; i++) {
     // Called out here, after parseMetricObject returned: none of its locals still holds the points.
-    const released = parseMetricObject(value[i], i, ctx);
+    const released = yield* parseMetricObject(value[i], i, ctx, stepPoints);
     if (released > 0) ctx.onInputReleased?.(released);
+    if (i < value.length - 1) yield;
   }
 }

@@ -4,7 +4,7 @@ import { ecgParser } from './ecg.js';
 import { heartRateNotificationParser } from './heart-rate-notifications.js';
 import { defaultLimits, type ValidationLimits } from './limits.js';
 import { medicationParser } from './medications.js';
-import { parseMetricsSection } from './metrics.js';
+import { parseMetricsSection, parseMetricsSectionInSteps } from './metrics.js';
 import { recordSection } from './record-section.js';
 import { envelopeSchema } from './schema.js';
 import { stateOfMindParser } from './state-of-mind.js';
@@ -71,6 +71,19 @@ function parseDataKey(key: string, value: unknown, ctx: ParseContext): void {
  * current time) only bounds future dates; `limits` (default `defaultLimits`) are the ranges.
  */
 export function parseHaePayload(input: unknown, options?: ParseOptions): ParsedPayload {
+  const steps = parseHaePayloadInSteps(input, options, Infinity);
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+  }
+}
+
+/**
+ * parseHaePayload, pausing after every `stepPoints` metric points and between metrics. Each pause
+ * yields the result being filled (the same object every time, the one finally returned), so a
+ * caller can write the rows read so far while the rest is read.
+ */
+export function* parseHaePayloadInSteps(input: unknown, options: ParseOptions | undefined, stepPoints: number): Generator<ParsedPayload, ParsedPayload> {
   const ctx = new ParseContext(options?.now ?? new Date(), options?.limits ?? defaultLimits, {
     mayContainNul: options?.mayContainNul ?? true,
     releaseInput: options?.releaseInput ?? false,
@@ -94,6 +107,14 @@ export function parseHaePayload(input: unknown, options?: ParseOptions): ParsedP
     if (key !== 'data') ctx.notStored(key, itemCount(body[key]), 'unknown_key');
   }
   const data = body['data'] as Record<string, unknown>;
-  for (const key of Object.keys(data)) parseDataKey(key, data[key], ctx);
+  for (const key of Object.keys(data)) {
+    const value = data[key];
+    if (key === 'metrics' && Array.isArray(value)) {
+      const section = parseMetricsSectionInSteps(value, ctx, stepPoints);
+      while (!section.next().done) yield ctx.result;
+    } else {
+      parseDataKey(key, value, ctx);
+    }
+  }
   return ctx.result;
 }

@@ -1,10 +1,12 @@
+import { setImmediate } from 'node:timers/promises';
 import type pg from 'pg';
 import type { ItemRejection, ProcessingResult, TypeCounts } from '../../broker/types.js';
-import { parseHaePayload } from '../hae/parse.js';
+import { metricTimeSpans } from '../hae/metric-time-spans.js';
+import { parseHaePayload, parseHaePayloadInSteps } from '../hae/parse.js';
 import type { ValidationLimits } from '../hae/limits.js';
 import type { ParsedPayload } from '../hae/types.js';
 import { inTransactions } from '../store/pool.js';
-import { monthsOf, type PartitionManager } from '../store/partitions.js';
+import { monthsBetween, monthsOf, type PartitionManager } from '../store/partitions.js';
 import {
   bloodPressureTable,
   cycleTrackingTable,
@@ -23,10 +25,31 @@ import {
   type SampleTable,
 } from '../store/sample-tables.js';
 import { writeSamples } from '../store/sample-writer.js';
+import { StreamingWrite, StreamNotWritable } from '../store/streaming-writer.js';
 import { errorMessage } from '../errors.js';
 
 // A payload with a million bad points must not produce a million-entry answer or row.
 export const MAX_REPORTED_REJECTIONS = 1_000;
+
+/** While rows are written as they are parsed, the parser lets I/O run after this many points (default). */
+const POINTS_PER_PARSE_STEP = 8_192;
+/** Tables written while the payload is parsed: the ones metrics fill, point by point in time order. */
+const tablesWrittenWhileParsing: ReadonlyArray<SampleTable<unknown>> = [quantityTable as SampleTable<unknown>, heartRateTable as SampleTable<unknown>];
+/** A metric spanning more months than this (a date far off) is not planned for: its rows then stop the writing while parsing. */
+const MAX_PLANNED_MONTHS = 240;
+
+export interface PayloadInput {
+  json: unknown;
+  mayContainNul: boolean;
+  onRowsBuilt?: () => void;
+  onInputReleased?: (points: number) => void;
+  /**
+   * Write rows while the rest of the payload is parsed (worth it for large payloads): the
+   * metrics' rows go to the database chunk by chunk as they are read, and PostgreSQL inserts
+   * while Node parses.
+   */
+  writeWhileParsing?: boolean;
+}
 
 export interface Job<R> {
   table: SampleTable<R>;
@@ -101,6 +124,11 @@ export interface ProcessedPayload {
   result: ProcessingResult;
   /** Every rejection counted by type and reason (the result lists only the first ones). */
   rejectionTallies: RejectionTally[];
+  /**
+   * Present when rows were to be written while the payload was parsed: null when they were,
+   * else why everything was rolled back and written after the parse instead.
+   */
+  writtenAfterParseBecause?: string | null;
 }
 
 /**
@@ -116,13 +144,22 @@ export class PayloadProcessor {
   readonly #chunkRows: number;
   readonly #limits: ValidationLimits;
   readonly #writeConnections: number;
+  readonly #pointsPerParseStep: number;
 
-  constructor(deps: { pool: pg.Pool; partitions: PartitionManager; chunkRows: number; limits: ValidationLimits; writeConnections?: number }) {
+  constructor(deps: {
+    pool: pg.Pool;
+    partitions: PartitionManager;
+    chunkRows: number;
+    limits: ValidationLimits;
+    writeConnections?: number;
+    pointsPerParseStep?: number;
+  }) {
     this.#pool = deps.pool;
     this.#partitions = deps.partitions;
     this.#chunkRows = deps.chunkRows;
     this.#limits = deps.limits;
     this.#writeConnections = Math.max(1, deps.writeConnections ?? 2);
+    this.#pointsPerParseStep = Math.max(1, deps.pointsPerParseStep ?? POINTS_PER_PARSE_STEP);
   }
 
   /**
@@ -138,20 +175,77 @@ export class PayloadProcessor {
    * Like process(), but consumes `payload`: the parsed JSON is taken apart while its rows are
    * built and dropped, so that a large tree can be collected while the rows are written.
    */
-  async processPayload(
-    ingestionId: string,
-    userId: string,
-    payload: { json: unknown; mayContainNul: boolean; onRowsBuilt?: () => void; onInputReleased?: (points: number) => void },
-  ): Promise<ProcessedPayload> {
-    const parsed = parseHaePayload(payload.json, {
-      limits: this.#limits,
-      mayContainNul: payload.mayContainNul,
-      releaseInput: true,
-      onInputReleased: payload.onInputReleased,
-    });
+  async processPayload(ingestionId: string, userId: string, payload: PayloadInput): Promise<ProcessedPayload> {
+    const json = payload.json;
     payload.json = undefined;
+    const options = { limits: this.#limits, mayContainNul: payload.mayContainNul, releaseInput: true, onInputReleased: payload.onInputReleased };
+    if (payload.writeWhileParsing) return this.#processWhileParsing(ingestionId, userId, json, options, payload.onRowsBuilt);
+    const parsed = parseHaePayload(json, options);
     payload.onRowsBuilt?.();
     return this.#write(ingestionId, userId, parsed);
+  }
+
+  /**
+   * Parses in steps and writes the metrics' rows while the rest is parsed (StreamingWrite), in
+   * the same transactions as the other tables' rows and the status update. When the rows cannot
+   * be written that way (not in key order, a month not planned for), everything written is
+   * rolled back and the finished rows are written the usual way: same rows, same counts.
+   */
+  async #processWhileParsing(
+    ingestionId: string,
+    userId: string,
+    json: unknown,
+    options: Parameters<typeof parseHaePayload>[1],
+    onRowsBuilt: (() => void) | undefined,
+  ): Promise<ProcessedPayload> {
+    await this.#planPartitions(json);
+    const steps = parseHaePayloadInSteps(json, options, this.#pointsPerParseStep);
+    json = undefined;
+    let step = steps.next();
+    const parsed = step.value;
+    try {
+      return await inTransactions(this.#pool, this.#writeConnections, async (clients) => {
+        const stream = new StreamingWrite(
+          clients,
+          tablesWrittenWhileParsing.map((table) => ({ table, rows: parsed[table.kind] as readonly unknown[] })),
+          { userId, ingestionId, chunkRows: this.#chunkRows },
+          { partitions: this.#partitions, explain: explainWriteError },
+        );
+        stream.start();
+        try {
+          while (!step.done) {
+            stream.offer();
+            await setImmediate();
+            step = steps.next();
+          }
+        } catch (err) {
+          await stream.abort();
+          throw err;
+        }
+        onRowsBuilt?.();
+        const streamed = await stream.finish();
+        const rest = jobsOf(parsed).filter((j) => !streamed.has(j.table) && j.rows.length > 0);
+        await Promise.all(rest.map(({ table, rows }) => this.#partitions.ensureMonths(table.table, monthsOf(rows, table.time))));
+        return { ...(await this.#writeAndMark(clients, ingestionId, userId, parsed, streamed)), writtenAfterParseBecause: null };
+      });
+    } catch (err) {
+      if (!(err instanceof StreamNotWritable)) throw err;
+      return { ...(await this.#write(ingestionId, userId, parsed)), writtenAfterParseBecause: err.reason };
+    }
+  }
+
+  /** Partitions for the months each metric's points span (first to last point), made ready before any row is written. */
+  async #planPartitions(json: unknown): Promise<void> {
+    const monthsByTable = new Map<SampleTable<unknown>, Set<string>>();
+    for (const span of metricTimeSpans(json)) {
+      const table = tablesWrittenWhileParsing.find((t) => t.kind === span.kind);
+      const months = table && monthsBetween(span.fromMs, span.toMs, MAX_PLANNED_MONTHS);
+      if (!table || !months) continue;
+      const set = monthsByTable.get(table) ?? new Set<string>();
+      for (const month of months) set.add(month);
+      monthsByTable.set(table, set);
+    }
+    await Promise.all([...monthsByTable].map(([table, months]) => this.#partitions.ensureMonths(table.table, months)));
   }
 
   async #write(ingestionId: string, userId: string, parsed: ParsedPayload): Promise<ProcessedPayload> {
@@ -165,30 +259,39 @@ export class PayloadProcessor {
       partitionsReady.push(this.#partitions.ensureMonths(table.table, monthsOf(rows, table.time)));
     }
     await Promise.all(partitionsReady);
+    const lanes = totalRows > this.#chunkRows ? this.#writeConnections : 1;
+    return inTransactions(this.#pool, lanes, (clients) => this.#writeAndMark(clients, ingestionId, userId, parsed, new Map()));
+  }
+
+  /**
+   * Writes every table's rows but those already `written` (with their counts), then marks the
+   * payload processed, inside the caller's transactions.
+   */
+  async #writeAndMark(
+    clients: pg.PoolClient[],
+    ingestionId: string,
+    userId: string,
+    parsed: ParsedPayload,
+    written: ReadonlyMap<SampleTable<unknown>, { inserted: number; updated: number }>,
+  ): Promise<ProcessedPayload> {
     const counts: Record<string, TypeCounts> = {};
     const rejections: ItemRejection[] = parsed.rejections.slice(0, MAX_REPORTED_REJECTIONS);
-    const lanes = totalRows > this.#chunkRows ? this.#writeConnections : 1;
-    await inTransactions(this.#pool, lanes, async (clients) => {
-      for (const { table, rows } of jobs) {
-        const received = parsed.received[table.kind];
-        if (received === 0 && rows.length === 0) continue;
-        const written = await writeSamples(clients, table, rows, { userId, ingestionId, chunkRows: this.#chunkRows }).catch((err: unknown) => {
-          throw explainWriteError(table.label, err);
-        });
-        counts[table.label] = { received, ...written, rejected: received - rows.length };
-      }
-      await clients[0]!.query(
-        `UPDATE raw_ingestions SET status = 'processed', processed_at = now(), attempts = attempts + 1, counts = $2,
-           rejected_count = $3, rejections = $4, not_stored = $5, error = NULL WHERE id = $1`,
-        [
-          ingestionId,
-          JSON.stringify(counts),
-          parsed.rejections.length,
-          JSON.stringify(rejections),
-          JSON.stringify(parsed.notStored),
-        ],
-      );
-    });
+    for (const { table, rows } of jobsOf(parsed)) {
+      const received = parsed.received[table.kind];
+      if (received === 0 && rows.length === 0) continue;
+      const done = written.get(table);
+      const counted = done
+        ? { ...done, unchanged: rows.length - done.inserted - done.updated }
+        : await writeSamples(clients, table, rows, { userId, ingestionId, chunkRows: this.#chunkRows }).catch((err: unknown) => {
+            throw explainWriteError(table.label, err);
+          });
+      counts[table.label] = { received, ...counted, rejected: received - rows.length };
+    }
+    await clients[0]!.query(
+      `UPDATE raw_ingestions SET status = 'processed', processed_at = now(), attempts = attempts + 1, counts = $2,
+         rejected_count = $3, rejections = $4, not_stored = $5, error = NULL WHERE id = $1`,
+      [ingestionId, JSON.stringify(counts), parsed.rejections.length, JSON.stringify(rejections), JSON.stringify(parsed.notStored)],
+    );
     return {
       result: { ingestionId, counts, rejections, notStored: parsed.notStored },
       rejectionTallies: tallyRejections(parsed.rejections),

@@ -16,7 +16,7 @@ import { MAX_BATCH_BYTES, MAX_BATCH_PAYLOADS, SMALL_PAYLOAD_BYTES, type BatchIte
 import { collectAfterPoints, collectGarbage } from './collect-garbage.js';
 import { jsonLimitRefusal, mayContainNul, parseJsonBody, parseJsonBodyYielding, parseStoredJson, type JsonParseOutcome } from './json-body.js';
 import { DEFAULT_JSON_LIMITS, type JsonLimits } from './json-limits.js';
-import type { PayloadProcessor, ProcessedPayload } from './processor.js';
+import type { PayloadInput, PayloadProcessor, ProcessedPayload } from './processor.js';
 import type { DatabaseOutage } from './outage.js';
 import type { RawIngestionStore, StoredRaw } from './raw-store.js';
 import type { SpoolMetrics } from './spool-metrics.js';
@@ -30,6 +30,11 @@ const LARGE_PAYLOAD_BYTES = 32 * 1024 * 1024;
  * second or two of compressing and writing overlaps the parse.
  */
 const STORE_WHILE_PARSING_BYTES = 8 * 1024 * 1024;
+/**
+ * From this size on, the metrics' rows are written while the rest of the payload is parsed
+ * (processor.ts): a 100 MB export's second of parsing overlaps its writes.
+ */
+const WRITE_WHILE_PARSING_BYTES = 8 * 1024 * 1024;
 /** About 50–60 MB of parsed tree: one full collection (~0.1–0.2 s) per this many points read. */
 const RELEASED_POINTS_PER_COLLECTION = 250_000;
 
@@ -390,7 +395,7 @@ export class IngestService implements IngestSink, Component {
     const started = performance.now();
     job.attempt++;
     try {
-      const input: { json: unknown; mayContainNul: boolean; onRowsBuilt?: () => void; onInputReleased?: (points: number) => void } = job.hasJson
+      const input: PayloadInput = job.hasJson
         ? { json: job.json, mayContainNul: job.mayContainNul }
         : job.body
           ? parseStoredJson(job.body)
@@ -400,6 +405,7 @@ export class IngestService implements IngestSink, Component {
       job.json = undefined;
       job.hasJson = false;
       // A large payload's bytes and string are garbage by now, and its tree once its rows exist.
+      input.writeWhileParsing = job.bytes >= WRITE_WHILE_PARSING_BYTES;
       const large = job.bytes >= LARGE_PAYLOAD_BYTES;
       if (large) {
         collectGarbage();
@@ -416,7 +422,7 @@ export class IngestService implements IngestSink, Component {
     }
   }
 
-  #finish(job: Job, { result, rejectionTallies }: ProcessedPayload, seconds: number): void {
+  #finish(job: Job, { result, rejectionTallies, writtenAfterParseBecause }: ProcessedPayload, seconds: number): void {
     this.#pendingById.delete(job.ingestionId);
     this.#metrics.ingestDuration.observe({ transport: job.transport, stage: 'process' }, seconds);
     for (const [type, c] of Object.entries(result.counts)) {
@@ -430,7 +436,14 @@ export class IngestService implements IngestSink, Component {
     // The log line's counts are built only when it is written: thousands of payloads a second pass here.
     if (!this.#logger.isLevelEnabled('info')) return;
     this.#logger.info(
-      { ingestionId: job.ingestionId, transport: job.transport, ms: Math.round(seconds * 1000), counts: summarize(result.counts), rejected: rejectionTallies.reduce((n, t) => n + t.count, 0) },
+      {
+        ingestionId: job.ingestionId,
+        transport: job.transport,
+        ms: Math.round(seconds * 1000),
+        counts: summarize(result.counts),
+        rejected: rejectionTallies.reduce((n, t) => n + t.count, 0),
+        ...(writtenAfterParseBecause !== undefined && { writtenWhileParsed: writtenAfterParseBecause === null, writtenAfterParseBecause: writtenAfterParseBecause ?? undefined }),
+      },
       'payload processed',
     );
   }

@@ -45,6 +45,19 @@ export function monthsOf<R>(rows: readonly R[], time: (row: R) => number): Set<s
   return months;
 }
 
+/** Every month (as monthOf) from the one holding fromMs to the one holding toMs, or null if there are more than `max`. */
+export function monthsBetween(fromMs: number, toMs: number, max: number): string[] | null {
+  const months: string[] = [];
+  const from = new Date(fromMs);
+  for (let m = Date.UTC(from.getUTCFullYear(), from.getUTCMonth(), 1); m <= toMs; ) {
+    if (months.length === max) return null;
+    months.push(monthOf(m));
+    const d = new Date(m);
+    m = Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1);
+  }
+  return months;
+}
+
 /**
  * Keeps monthly partitions in place: ahead of time (the next N months) and on demand for every
  * month a payload touches (exports often reach years back). Partitions are created in their own
@@ -71,6 +84,12 @@ export class PartitionManager {
       this.#known.add(key);
       this.#logger.debug({ table, partition: rows[0]?.name }, 'partition ready');
     }
+  }
+
+  /** Whether the partition of every month in `months` is known to exist (made ready by ensureMonths). */
+  hasMonths(table: PartitionedTable, months: Iterable<string>): boolean {
+    for (const month of months) if (!this.#known.has(`${table}:${month}`)) return false;
+    return true;
   }
 
   async ensureAhead(monthsAhead: number, now = new Date()): Promise<void> {

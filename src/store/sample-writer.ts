@@ -41,34 +41,16 @@ export async function writeSamples<R>(
 ): Promise<Omit<TypeCounts, 'received' | 'rejected'>> {
   const clients = Array.isArray(lanes) ? (lanes as readonly pg.ClientBase[]) : [lanes as pg.ClientBase];
   const unique = deduplicate(table, rows);
-  const statements = statementsFor(table);
-  const maxRows = Math.max(1, Math.min(context.chunkRows, table.maxChunkRows ?? Infinity));
-  const maxBytes = context.chunkBytes ?? MAX_CHUNK_BYTES;
+  const writer = new ChunkWriter(table, context);
   let next = 0;
   let failed = false;
-  let inserted = 0;
-  let updated = 0;
-  // A plain insert is cheaper than the upsert (no RETURNING rows to gather and count) while every
-  // key is new, as in a first export. The first chunk that meets a stored key is written again by
-  // the upsert, which leaves the rows just inserted unchanged, and every later chunk goes straight
-  // to the upsert: a re-sent export costs one extra pass over one chunk.
-  let keysAllNew = true;
   const lane = async (client: pg.ClientBase): Promise<void> => {
     while (!failed && next < unique.length) {
       const start = next;
-      const chunk = encodeChunk(table.columns, unique, next, maxRows, maxBytes);
+      const chunk = encodeChunk(table.columns, unique, next, writer.maxRows, writer.maxBytes);
       next = chunk.end;
-      const values = [context.userId, context.ingestionId, ...chunk.arrays];
       try {
-        if (keysAllNew) {
-          const { rowCount } = await client.query(statements.insertNew, values);
-          inserted += rowCount ?? 0;
-          if (rowCount === chunk.end - start) continue;
-          keysAllNew = false;
-        }
-        const { rows: result } = await client.query<{ inserted: string; updated: string }>(statements.upsert, values);
-        inserted += Number(result[0]!.inserted);
-        updated += Number(result[0]!.updated);
+        await writer.write(client, chunk.arrays, chunk.end - start);
       } catch (err) {
         failed = true; // the other lanes stop after their statement in flight
         throw err;
@@ -78,12 +60,51 @@ export async function writeSamples<R>(
   const outcomes = await Promise.allSettled(clients.map(lane));
   const failure = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
   if (failure) throw failure.reason;
-  return { inserted, updated, unchanged: rows.length - inserted - updated };
+  return { inserted: writer.inserted, updated: writer.updated, unchanged: rows.length - writer.inserted - writer.updated };
+}
+
+/**
+ * Writes the chunks of one table's rows (unique keys, see deduplicate) and counts inserted and
+ * updated rows. A plain insert is cheaper than the upsert (no RETURNING rows to gather and count)
+ * while every key is new, as in a first export. The first chunk that meets a stored key is
+ * written again by the upsert, which leaves the rows just inserted unchanged, and every later
+ * chunk goes straight to the upsert: a re-sent export costs one extra pass over one chunk.
+ * Chunk boundaries do not change the counts.
+ */
+export class ChunkWriter<R> {
+  inserted = 0;
+  updated = 0;
+  readonly maxRows: number;
+  readonly maxBytes: number;
+  readonly #statements: Statements;
+  readonly #context: WriteContext;
+  #keysAllNew = true;
+
+  constructor(table: SampleTable<R>, context: WriteContext) {
+    this.#statements = statementsFor(table);
+    this.#context = context;
+    this.maxRows = Math.max(1, Math.min(context.chunkRows, table.maxChunkRows ?? Infinity));
+    this.maxBytes = context.chunkBytes ?? MAX_CHUNK_BYTES;
+  }
+
+  /** One chunk of `rows` rows, its columns encoded by encodeChunk. */
+  async write(client: pg.ClientBase, arrays: Buffer[], rows: number): Promise<void> {
+    const values = [this.#context.userId, this.#context.ingestionId, ...arrays];
+    if (this.#keysAllNew) {
+      const { rowCount } = await client.query(this.#statements.insertNew, values);
+      this.inserted += rowCount ?? 0;
+      if (rowCount === rows) return;
+      this.#keysAllNew = false;
+    }
+    const { rows: result } = await client.query<{ inserted: string; updated: string }>(this.#statements.upsert, values);
+    this.inserted += Number(result[0]!.inserted);
+    this.updated += Number(result[0]!.updated);
+  }
 }
 
 /** The last row of each natural key, in first-seen order; the input itself when keys are unique. */
 function deduplicate<R>(table: SampleTable<R>, rows: readonly R[]): readonly R[] {
-  if (inKeyOrder(table, rows)) return rows;
+  if (new KeyOrderCheck(table).extend(rows, 0, rows.length)) return rows;
   const index = new Map<string, number>();
   let duplicates = false;
   for (let i = 0; i < rows.length; i++) {
@@ -98,28 +119,41 @@ function deduplicate<R>(table: SampleTable<R>, rows: readonly R[]): readonly R[]
 }
 
 /**
- * True when every group (see SampleTable.keyGroup) is one run of strictly increasing times, so no
+ * Whether every group (see SampleTable.keyGroup) is one run of strictly increasing times, so no
  * two rows share a key: one pass over numbers, where a Map of key strings costs ~1 µs per row.
+ * Rows may be checked a stretch at a time, as they are produced.
  */
-function inKeyOrder<R>(table: SampleTable<R>, rows: readonly R[]): boolean {
-  const group = table.keyGroup;
-  if (!group) return false;
-  const finished = new Set<string>();
-  let current: string | undefined;
-  let last = -Infinity;
-  for (const row of rows) {
-    const g = group(row);
-    const t = table.time(row);
-    if (g !== current) {
-      if (current !== undefined) finished.add(current);
-      if (finished.has(g)) return false;
-      current = g;
-    } else if (!(t > last)) {
-      return false;
-    }
-    last = t;
+export class KeyOrderCheck<R> {
+  readonly #table: SampleTable<R>;
+  readonly #finished = new Set<string>();
+  #current: string | undefined;
+  #last = -Infinity;
+  #holds: boolean;
+
+  constructor(table: SampleTable<R>) {
+    this.#table = table;
+    this.#holds = table.keyGroup !== undefined;
   }
-  return true;
+
+  /** Checks rows[from…to) after every row checked before; false from the first row out of order on. */
+  extend(rows: readonly R[], from: number, to: number): boolean {
+    const group = this.#table.keyGroup;
+    if (!this.#holds || !group) return false;
+    for (let i = from; i < to; i++) {
+      const row = rows[i]!;
+      const g = group(row);
+      const t = this.#table.time(row);
+      if (g !== this.#current) {
+        if (this.#current !== undefined) this.#finished.add(this.#current);
+        if (this.#finished.has(g)) return (this.#holds = false);
+        this.#current = g;
+      } else if (!(t > this.#last)) {
+        return (this.#holds = false);
+      }
+      this.#last = t;
+    }
+    return true;
+  }
 }
 
 /** The columns of rows[start…end) as binary arrays, end cut by row count or by size. */

@@ -7,6 +7,7 @@ import { rejectionCatalogue } from '../src/errors.js';
 import { canonicalMetricName } from '../src/hae/aliases.js';
 import { defaultLimits } from '../src/hae/limits.js';
 import { parseHaePayload } from '../src/hae/parse.js';
+import { isValidMetricObject, metricObjectSchema } from '../src/hae/schema.js';
 import { sampleKinds, type ParsedPayload, type SampleKind } from '../src/hae/types.js';
 import { projectRoot } from '../src/paths.js';
 import { allTypesPayload } from './helpers/all-types-payload.js';
@@ -1375,4 +1376,27 @@ describe('releasing the input while it is read', () => {
     assert.deepEqual(seen, []);
     assert.equal(json.data.metrics[0] && typeof json.data.metrics[0] === 'object' ? (json.data.metrics[0] as { data: unknown[] }).data.length : -1, 3);
   });
+});
+
+test('the metric object guard accepts exactly what its schema accepts unchanged', () => {
+  const data = [{ date: '2025-01-01 00:00:00 +0000', qty: 1 }];
+  const objects: Array<Record<string, unknown>> = [
+    { name: 'step_count', units: 'count', data },
+    { name: 'step_count', data },
+    { name: 'step_count', units: null, data: null },
+    { name: 'step_count', units: 'count' },
+    { name: 'step_count', units: 'count', data, extra: { a: 1 } },
+    { name: '', units: '', data: [] },
+    { name: 7, units: 'count', data },
+    { units: 'count', data },
+    { name: 'step_count', units: 5, data },
+    { name: 'step_count', units: 'count', data: {} },
+    { name: 'step_count', units: 'count', data: 'points' },
+    { name: null, data },
+  ];
+  for (const object of objects) {
+    const parsed = metricObjectSchema.safeParse(object);
+    assert.equal(isValidMetricObject(object), parsed.success, JSON.stringify(object));
+    if (parsed.success) assert.deepEqual(parsed.data, object);
+  }
 });

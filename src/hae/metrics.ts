@@ -4,7 +4,7 @@ import type { ParseContext } from './context.js';
 import { heartRateShape } from './heart-rate.js';
 import type { MetricInfo, MetricShape, PointShapeSelector } from './metric-shape.js';
 import { quantityShape } from './quantity.js';
-import { metricObjectSchema } from './schema.js';
+import { isValidMetricObject, metricObjectSchema, type MetricObject } from './schema.js';
 import { sexualActivityShapeOf } from './sexual-activity.js';
 import { sleepShapeOf } from './sleep-shape.js';
 import type { SampleKind } from './types.js';
@@ -50,13 +50,17 @@ function* parseMetricObject(raw: unknown, index: number, ctx: ParseContext, step
     ctx.reject(REJECTION_TYPE, path, undefined, new Problem(undefined, 'invalid_shape', `A metric must be an object but is ${describeValue(raw)}`));
     return 0;
   }
-  const parsed = metricObjectSchema.safeParse(raw);
-  const nameAsReceived = typeof raw['name'] === 'string' ? raw['name'] : undefined;
-  if (!parsed.success) {
-    ctx.reject(REJECTION_TYPE, path, nameAsReceived, problemFromZod(parsed.error, raw, 'metric'));
-    return 0;
+  let metricObject: MetricObject;
+  if (isValidMetricObject(raw)) metricObject = raw;
+  else {
+    const parsed = metricObjectSchema.safeParse(raw);
+    if (!parsed.success) {
+      ctx.reject(REJECTION_TYPE, path, typeof raw['name'] === 'string' ? raw['name'] : undefined, problemFromZod(parsed.error, raw, 'metric'));
+      return 0;
+    }
+    metricObject = parsed.data;
   }
-  const { name, units, data } = parsed.data;
+  const { name, units, data } = metricObject;
   if (name.trim() === '') {
     ctx.reject(REJECTION_TYPE, path, name, new Problem('name', 'missing_value', 'The metric has an empty name'));
     return 0;

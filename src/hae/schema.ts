@@ -72,6 +72,15 @@ const isOptionalString = (v: unknown): boolean => v === undefined || v === null 
  * point, and a payload holds up to a million of them.
  */
 
+/**
+ * True when metricObjectSchema would accept the metric object unchanged. zod would also walk
+ * and copy its `data` array: a million elements for the largest exports.
+ */
+export function isValidMetricObject(metric: Record<string, unknown>): metric is MetricObject {
+  const data = metric['data'];
+  return typeof metric['name'] === 'string' && isOptionalString(metric['units']) && (data === undefined || data === null || Array.isArray(data));
+}
+
 /** True when heartRatePointSchema would accept the point unchanged. */
 export function isValidHeartRatePoint(point: Record<string, unknown>): point is HeartRatePoint {
   return (

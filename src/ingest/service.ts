@@ -35,6 +35,8 @@ const STORE_WHILE_PARSING_BYTES = 8 * 1024 * 1024;
  * (processor.ts): a 100 MB export's second of parsing overlaps its writes.
  */
 const WRITE_WHILE_PARSING_BYTES = 8 * 1024 * 1024;
+/** While the backlog holds less than this, small payloads wait as parsed trees (~10× the bytes). */
+const SMALL_TREES_QUEUED_BYTES = 2 * 1024 * 1024;
 /** About 50–60 MB of parsed tree: one full collection (~0.1–0.2 s) per this many points read. */
 const RELEASED_POINTS_PER_COLLECTION = 250_000;
 
@@ -314,8 +316,11 @@ export class IngestService implements IngestSink, Component {
   #processedFor(stored: StoredRaw, request: IngestRequest, held: Held = {}): Promise<ProcessedOutcome> {
     const bytes = request.body.length;
     const enqueue = (): Promise<ProcessedOutcome> => {
-      // A small payload waits as its bytes, not as its tree (parsing it again costs microseconds).
-      const body = held.keepSmallBody && bytes < SMALL_PAYLOAD_BYTES ? compactCopy(request.body) : undefined;
+      // A small payload waits as its tree while the backlog is short (no second parse), and as its
+      // bytes behind a longer one: a tree takes several times the bytes, and the backlog is
+      // bounded by raw bytes.
+      const asBytes = held.keepSmallBody && bytes < SMALL_PAYLOAD_BYTES && this.#queuedBytes + bytes > SMALL_TREES_QUEUED_BYTES;
+      const body = asBytes ? compactCopy(request.body) : undefined;
       const mayContainNul = held.mayContainNul ?? true;
       const payload = body ? { body, mayContainNul } : held.tree ? { tree: held.tree, mayContainNul } : {};
       return this.#enqueue({ ingestionId: stored.id, userId: request.identity.userId, transport: request.transport, bytes }, payload);

@@ -30,6 +30,26 @@ export function isElementType(type: string): type is ElementType {
 }
 
 const HEADER_BYTES = 20;
+
+/** Bytes per element (length word included) of the fixed-size types; variable ones get a guess. */
+const elementBytes: Readonly<Record<ElementType, number>> = {
+  bool: 5,
+  bytea: 64,
+  int8: 12,
+  int2: 6,
+  int4: 8,
+  text: 28,
+  float8: 12,
+  date: 8,
+  timestamptz: 12,
+  uuid: 20,
+  jsonb: 32,
+};
+
+/** A starting size for an array of `elements` values of `type` that mostly avoids growing it. */
+export function expectedArrayBytes(type: ElementType, elements: number): number {
+  return HEADER_BYTES + elements * elementBytes[type];
+}
 /** 2000-01-01T00:00Z, PostgreSQL's epoch for date and timestamptz. */
 const PG_EPOCH_MS = Date.UTC(2000, 0, 1);
 const MS_PER_DAY = 86_400_000;
@@ -179,8 +199,20 @@ export class BinaryArrayWriter {
   }
 }
 
+// Rows come in time order, so the local date of one row is nearly always that of the row before
+// (1,440 one-minute samples a day): the last one is remembered.
+let lastDate = '';
+let lastDays = 0;
+
 /** Days from 2000-01-01 to a `YYYY-MM-DD` calendar date. */
 function daysSincePgEpoch(date: string): number {
+  if (date === lastDate) return lastDays;
+  lastDays = computeDaysSincePgEpoch(date);
+  lastDate = date;
+  return lastDays;
+}
+
+function computeDaysSincePgEpoch(date: string): number {
   if (!/^\d{4}-\d{2}-\d{2}$/.test(date)) throw new Error(`not a YYYY-MM-DD date: ${JSON.stringify(date)}`);
   const ms = Date.UTC(Number(date.slice(0, 4)), Number(date.slice(5, 7)) - 1, Number(date.slice(8, 10)));
   return Math.round((ms - PG_EPOCH_MS) / MS_PER_DAY);

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { TypeCounts } from '../../broker/types.js';
-import { BinaryArrayWriter, isElementType, type ElementType } from './binary-array.js';
+import { BinaryArrayWriter, expectedArrayBytes, isElementType, type ElementType } from './binary-array.js';
 import type { Column, SampleTable } from './sample-tables.js';
 
 /**
@@ -159,9 +159,11 @@ export class KeyOrderCheck<R> {
 /** The columns of rows[start…end) as binary arrays, end cut by row count or by size. */
 export function encodeChunk<R>(columns: readonly Column<R>[], rows: readonly R[], start: number, maxRows: number, maxBytes: number): { arrays: Buffer[]; end: number } {
   const limit = Math.min(rows.length, start + maxRows);
-  // Sized for the rows at hand (a small payload's columns need a few bytes, not 64 KB each); grows.
-  const initialBytes = Math.min(64 * 1024, 64 + (limit - start) * 16);
-  const writers = columns.map((c) => new BinaryArrayWriter(elementType(c), initialBytes));
+  // Sized for the rows at hand, so that a chunk's arrays are seldom grown (and copied) on the way.
+  const writers = columns.map((c) => {
+    const type = elementType(c);
+    return new BinaryArrayWriter(type, Math.min(maxBytes, expectedArrayBytes(type, limit - start)));
+  });
   let end = start;
   let bytes = 0;
   while (end < limit && bytes < maxBytes) {

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import mqtt from 'mqtt';
-import { parseJsonBody } from '../src/ingest/json-body.js';
+import { jsonLimitRefusal, parseJsonBody, parseJsonBodyYielding } from '../src/ingest/json-body.js';
+import { parseJsonInPieces } from '../src/ingest/json-pieces.js';
 import { DEFAULT_JSON_LIMITS, findJsonLimitViolation } from '../src/ingest/json-limits.js';
 import { count, startTestApp, waitFor, type TestApp } from './helpers/app.js';
 import { allFixtures, readFixture } from './helpers/fixtures.js';
@@ -50,6 +51,56 @@ test('parseJsonBody reports the position as a text offset (byte order mark and m
   assert.equal(!invalid.ok && invalid.code, 'SS_INVALID_JSON');
   // Without limits (payloads already stored), only JSON.parse decides.
   assert.equal(parseJsonBody(Buffer.from('[[[[[[1]]]]]]')).ok, true);
+});
+
+test('the piecewise parse finds the first limit crossed where the byte scan does, whatever the piece size', () => {
+  const items = Array.from({ length: 300 }, (_, i) => JSON.stringify({ d: `2025-01-${i % 28}`, q: i, s: i % 3 ? 'a]"' : 'b\\' }));
+  const list = `[${items.join(',')}]`;
+  const withElement = (at: number, element: string) => `[${[...items.slice(0, at), element, ...items.slice(at)].join(',')}]`;
+  const cases = [
+    '[[[[1]]]]',
+    '[[[[[1]]]]]',
+    '{"a":{"b":[{"c":[1]}]}}',
+    '{"k":"abcdefghi"}',
+    '{"123456789":1}',
+    '["\\u00e9\\u00e9"]',
+    '["\\"[[[[[", 1]',
+    '["\\\\", [[[[1]]]]]',
+    `{"data":${list}}`,
+    `{"data":${withElement(40, '[[[[1]]]]')}}`,
+    `{"data":${withElement(120, '"abcdefghij"')}}`,
+    `{"data":${list},"abcdefghijk":[[[[[]]]]]}`,
+  ];
+  for (const text of cases) {
+    const body = Buffer.from(text);
+    JSON.parse(text); // every case is well-formed: only the limits can refuse it
+    const expected = findJsonLimitViolation(body, limits);
+    for (const pieceBytes of [1, 5, 64, 1_000, 1 << 20]) {
+      const pieces = parseJsonInPieces(body, 0, pieceBytes, limits);
+      assert.deepEqual(pieces, expected ? { overLimit: expected } : { value: JSON.parse(text) }, `${text.slice(0, 60)} in pieces of ${pieceBytes}`);
+    }
+  }
+});
+
+test('a large body over the limits is refused by parseJsonBody as by the byte scan, and a broken one is checked too', async () => {
+  const items = Array.from({ length: 130_000 }, (_, i) => ({ date: '2025-01-01 00:00:00 +0100', qty: i, source: 'Anna\u2019s iPhone' }));
+  const text = JSON.stringify({ data: { metrics: [{ name: 'step_count', data: items }] } });
+  const at = text.length - 1_000;
+  const cut = text.lastIndexOf('{', at);
+  for (const body of [
+    Buffer.from(`${text.slice(0, cut)}${'['.repeat(80)}${']'.repeat(80)},${text.slice(cut)}`),
+    Buffer.from(`${text.slice(0, cut)}"${'é'.repeat(600_000)}",${text.slice(cut)}`),
+    // Not well-formed after the limit is crossed: the whole-body path checks the limits first.
+    Buffer.from(`${text.slice(0, cut)}${'['.repeat(80)}}${text.slice(cut)}`),
+  ]) {
+    assert.ok(body.length > 8 * 1024 * 1024);
+    const expected = jsonLimitRefusal(body, DEFAULT_JSON_LIMITS);
+    assert.ok(expected);
+    assert.deepEqual(parseJsonBody(body, DEFAULT_JSON_LIMITS), expected);
+    assert.deepEqual(await parseJsonBodyYielding(body, DEFAULT_JSON_LIMITS), expected);
+  }
+  const fine = Buffer.from(text);
+  assert.deepEqual(parseJsonBody(fine, DEFAULT_JSON_LIMITS), { ok: true, value: JSON.parse(text) });
 });
 
 test('every fixture is within the default limits', () => {

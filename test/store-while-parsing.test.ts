@@ -4,6 +4,8 @@ import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import type { IngestRequest } from '../broker/types.js';
 import { defaultLimits } from '../src/hae/limits.js';
+import { jsonLimitRefusal } from '../src/ingest/json-body.js';
+import { DEFAULT_JSON_LIMITS } from '../src/ingest/json-limits.js';
 import { PayloadProcessor } from '../src/ingest/processor.js';
 import { RawIngestionStore } from '../src/ingest/raw-store.js';
 import { IngestService } from '../src/ingest/service.js';
@@ -78,6 +80,29 @@ describe('a large payload stored while its JSON is parsed', () => {
     const outcome = await service.accept(fromUnknownUser(broken));
     assert.equal(outcome.kind, 'invalid_json');
     assert.ok(outcome.kind === 'invalid_json' && outcome.code === 'SS_INVALID_JSON');
+    assert.equal(pool.totalCount - pool.idleCount, 0, 'no connection is still held');
+  });
+
+  test('over the JSON limits deep inside: refused with the code and position of the limit, and nothing is stored', async () => {
+    const user = (await pool.query<{ id: string }>(`INSERT INTO users (name) VALUES ('limits') RETURNING id::text`)).rows[0]!.id;
+    const request = (body: string): IngestRequest => ({ ...fromUnknownUser(body), identity: { ...fromUnknownUser('').identity, userId: user, userName: 'limits' } });
+    const at = large.lastIndexOf('{"date"');
+    const deep = `${large.slice(0, at)}${'['.repeat(70)}${']'.repeat(70)},${large.slice(at)}`;
+    const long = `${large.slice(0, at)}"${'x'.repeat(2 * 1024 * 1024)}",${large.slice(at)}`;
+    for (const [body, code] of [
+      [deep, 'SS_JSON_TOO_DEEP'],
+      [long, 'SS_JSON_STRING_TOO_LONG'],
+    ] as const) {
+      const outcome = await service.accept(request(body));
+      assert.equal(outcome.kind, 'invalid_json');
+      assert.ok(outcome.kind === 'invalid_json');
+      assert.equal(outcome.code, code);
+      // Where the byte scan over the whole body finds it (and after every point before it).
+      const scanned = jsonLimitRefusal(Buffer.from(body), DEFAULT_JSON_LIMITS);
+      assert.equal(outcome.position, scanned?.position);
+      assert.ok(outcome.position !== null && outcome.position > at - 100 && outcome.position <= at + 64);
+    }
+    assert.equal(Number((await pool.query('SELECT count(*) AS n FROM raw_ingestions WHERE user_id = $1', [user])).rows[0].n), 0);
     assert.equal(pool.totalCount - pool.idleCount, 0, 'no connection is still held');
   });
 });

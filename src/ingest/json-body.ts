@@ -1,7 +1,7 @@
 import { jsonErrorPosition } from './json-error-position.js';
-import { findJsonLimitViolation, type JsonLimits } from './json-limits.js';
+import { findJsonLimitViolation, type JsonLimits, type JsonLimitViolation } from './json-limits.js';
 import { errorMessage } from '../errors.js';
-import { parseJsonInPieces, parseJsonInPiecesYielding } from './json-pieces.js';
+import { parseJsonInPieces, parseJsonInPiecesYielding, type PiecesOutcome } from './json-pieces.js';
 
 export type JsonParseFailureCode = 'SS_INVALID_JSON' | 'SS_JSON_TOO_DEEP' | 'SS_JSON_STRING_TOO_LONG';
 
@@ -17,38 +17,44 @@ export type JsonParseOutcome =
 
 /**
  * JSON.parse with the error position pulled out of V8's message, for a useful 400 answer.
- * With limits (new payloads from any transport), a body over them is refused before parsing;
- * payloads already stored are parsed without them.
+ * With limits (new payloads from any transport), a body over them is refused before JSON.parse
+ * sees what crosses them; payloads already stored are parsed without them.
  */
 export function parseJsonBody(body: Buffer, limits: JsonLimits | null = null): JsonParseOutcome {
-  const refused = limits && jsonLimitRefusal(body, limits);
-  if (refused) return refused;
   if (body.length >= PIECEWISE_FROM_BYTES) {
-    const pieces = parseJsonInPieces(body, hasUtf8Bom(body) ? 3 : 0, PIECE_BYTES);
-    if (pieces) return { ok: true, value: pieces.value };
+    const pieces = parseJsonInPieces(body, hasUtf8Bom(body) ? 3 : 0, PIECE_BYTES, limits ?? undefined);
+    if (pieces) return fromPieces(body, pieces);
   }
-  return parseWhole(body);
+  return parseWhole(body, limits);
 }
 
-/**
- * parseJsonBody without limits (the caller has checked them with jsonLimitRefusal), letting the
- * event loop run between the pieces of a large body.
- */
-export async function parseJsonBodyYielding(body: Buffer): Promise<JsonParseOutcome> {
+/** parseJsonBody, letting the event loop run between the pieces of a large body. */
+export async function parseJsonBodyYielding(body: Buffer, limits: JsonLimits | null = null): Promise<JsonParseOutcome> {
   if (body.length >= PIECEWISE_FROM_BYTES) {
-    const pieces = await parseJsonInPiecesYielding(body, hasUtf8Bom(body) ? 3 : 0, PIECE_BYTES);
-    if (pieces) return { ok: true, value: pieces.value };
+    const pieces = await parseJsonInPiecesYielding(body, hasUtf8Bom(body) ? 3 : 0, PIECE_BYTES, limits ?? undefined);
+    if (pieces) return fromPieces(body, pieces);
   }
-  return parseWhole(body);
+  return parseWhole(body, limits);
+}
+
+function fromPieces(body: Buffer, pieces: PiecesOutcome): JsonParseOutcome {
+  return 'value' in pieces ? { ok: true, value: pieces.value } : refusal(body, pieces.overLimit);
 }
 
 /** The refusal of a body over the JSON limits, or null when it is within them. */
 export function jsonLimitRefusal(body: Buffer, limits: JsonLimits): Extract<JsonParseOutcome, { ok: false }> | null {
   const overLimit = findJsonLimitViolation(body, limits);
-  return overLimit && { ok: false, message: overLimit.message, position: textOffset(body, overLimit.byteOffset), code: overLimit.code };
+  return overLimit && refusal(body, overLimit);
 }
 
-function parseWhole(body: Buffer): JsonParseOutcome {
+function refusal(body: Buffer, overLimit: JsonLimitViolation): Extract<JsonParseOutcome, { ok: false }> {
+  return { ok: false, message: overLimit.message, position: textOffset(body, overLimit.byteOffset), code: overLimit.code };
+}
+
+/** One JSON.parse of the whole body, after the limits (when given) are checked on its bytes. */
+function parseWhole(body: Buffer, limits: JsonLimits | null): JsonParseOutcome {
+  const refused = limits && jsonLimitRefusal(body, limits);
+  if (refused) return refused;
   let text = body.toString('utf8');
   // Some HTTP clients prepend a UTF-8 byte order mark, which JSON.parse refuses.
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);

@@ -56,19 +56,25 @@ export function findJsonLimitViolation(body: Uint8Array, limits: JsonLimits): Js
         if (x === BACKSLASH) i++;
       }
       // i is one past the closing quote (or past the end when the string never closes).
-      if (Math.min(i, n + 1) - 1 - start > maxStringBytes) {
-        return { code: 'SS_JSON_STRING_TOO_LONG', message: `A string is longer than the limit of ${maxStringBytes} bytes`, byteOffset: start - 1 };
-      }
+      if (Math.min(i, n + 1) - 1 - start > maxStringBytes) return stringTooLong(limits, start - 1);
       continue;
     }
     const folded = c | CASE_BIT;
     if (folded === OPEN) {
-      if (++depth > maxDepth) {
-        return { code: 'SS_JSON_TOO_DEEP', message: `Objects and arrays are nested deeper than the limit of ${maxDepth} levels`, byteOffset: i - 1 };
-      }
+      if (++depth > maxDepth) return tooDeep(limits, i - 1);
     } else if (folded === CLOSE) {
       depth--;
     }
   }
   return null;
+}
+
+/** The violation of a string opening (its quote) at byteOffset. */
+export function stringTooLong(limits: JsonLimits, byteOffset: number): JsonLimitViolation {
+  return { code: 'SS_JSON_STRING_TOO_LONG', message: `A string is longer than the limit of ${limits.maxStringBytes} bytes`, byteOffset };
+}
+
+/** The violation of the object or array opening at byteOffset, one level too deep. */
+export function tooDeep(limits: JsonLimits, byteOffset: number): JsonLimitViolation {
+  return { code: 'SS_JSON_TOO_DEEP', message: `Objects and arrays are nested deeper than the limit of ${limits.maxDepth} levels`, byteOffset };
 }

@@ -1,4 +1,8 @@
 import { setImmediate } from 'node:timers/promises';
+import { stringTooLong, tooDeep, type JsonLimits, type JsonLimitViolation } from './json-limits.js';
+
+/** The parsed value, or the first JSON limit the body crosses (when limits were given). */
+export type PiecesOutcome = { value: unknown } | { overLimit: JsonLimitViolation };
 
 /**
  * JSON.parse of a large UTF-8 body without ever holding the whole body as one string. Decoding
@@ -10,13 +14,17 @@ import { setImmediate } from 'node:timers/promises';
  * result is the value JSON.parse would give (a `__proto__` key stays an own property). On
  * anything unexpected it returns `undefined`, and the caller parses the whole body the usual
  * way, which also finds the error and its position.
+ *
+ * With `limits`, the walk that finds the pieces (every byte passes it once) also checks the JSON
+ * limits, in byte order like findJsonLimitViolation, before JSON.parse sees anything past a
+ * limit: the separate pass over the bytes is not needed.
  */
-export function parseJsonInPieces(body: Buffer, start: number, pieceBytes: number): { value: unknown } | undefined {
+export function parseJsonInPieces(body: Buffer, start: number, pieceBytes: number, limits?: JsonLimits): PiecesOutcome | undefined {
   try {
-    const pieces = readWhole(body, start, pieceBytes);
+    const pieces = readWhole(body, start, pieceBytes, limits);
     for (let step = pieces.next(); ; step = pieces.next()) if (step.done) return step.value;
-  } catch {
-    return undefined;
+  } catch (err) {
+    return err instanceof LimitCrossed ? { overLimit: err.violation } : undefined;
   }
 }
 
@@ -24,22 +32,22 @@ export function parseJsonInPieces(body: Buffer, start: number, pieceBytes: numbe
  * The same, but the event loop runs between pieces: a socket the process is writing to (the
  * raw payload on its way to the database) keeps draining while the body is parsed.
  */
-export async function parseJsonInPiecesYielding(body: Buffer, start: number, pieceBytes: number): Promise<{ value: unknown } | undefined> {
+export async function parseJsonInPiecesYielding(body: Buffer, start: number, pieceBytes: number, limits?: JsonLimits): Promise<PiecesOutcome | undefined> {
   try {
-    const pieces = readWhole(body, start, pieceBytes);
+    const pieces = readWhole(body, start, pieceBytes, limits);
     for (let step = pieces.next(); ; step = pieces.next()) {
       if (step.done) return step.value;
       await setImmediate();
     }
-  } catch {
-    return undefined;
+  } catch (err) {
+    return err instanceof LimitCrossed ? { overLimit: err.violation } : undefined;
   }
 }
 
 /** Yields after each piece it parses; returns the value, or undefined if anything follows it. */
-function* readWhole(body: Buffer, start: number, pieceBytes: number): Generator<void, { value: unknown } | undefined> {
-  const reader = new PieceReader(body, pieceBytes);
-  const [value, end] = yield* reader.value(reader.skipSpace(start));
+function* readWhole(body: Buffer, start: number, pieceBytes: number, limits: JsonLimits | undefined): Generator<void, { value: unknown } | undefined> {
+  const reader = new PieceReader(body, pieceBytes, limits ?? { maxDepth: Infinity, maxStringBytes: Infinity });
+  const [value, end] = yield* reader.value(reader.skipSpace(start), 0);
   if (reader.skipSpace(end) !== body.length) return undefined;
   return { value };
 }
@@ -55,6 +63,12 @@ const CLOSE_BRACKET = 0x5d;
 
 class NotWellFormed extends Error {}
 
+class LimitCrossed extends Error {
+  constructor(readonly violation: JsonLimitViolation) {
+    super(violation.message);
+  }
+}
+
 const isSpace = (b: number | undefined): boolean => b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09;
 const isContainer = (b: number | undefined): boolean => b === OPEN_BRACE || b === OPEN_BRACKET;
 
@@ -62,6 +76,7 @@ class PieceReader {
   constructor(
     private readonly buf: Buffer,
     private readonly pieceBytes: number,
+    private readonly limits: JsonLimits,
   ) {}
 
   skipSpace(i: number): number {
@@ -69,13 +84,16 @@ class PieceReader {
     return i;
   }
 
-  /** The value starting at i and the index just after it; yields after each piece parsed. */
-  *value(i: number): Generator<void, [unknown, number]> {
+  /**
+   * The value starting at i, inside `depth` containers, and the index just after it; yields
+   * after each piece parsed.
+   */
+  *value(i: number, depth: number): Generator<void, [unknown, number]> {
     const b = this.buf[i];
     if (isContainer(b)) {
-      const end = this.containerEnd(i, this.pieceBytes);
+      const end = this.containerEnd(i, this.pieceBytes, depth);
       if (end >= 0) return [this.parse(i, end), end];
-      return b === OPEN_BRACKET ? yield* this.array(i) : yield* this.object(i);
+      return b === OPEN_BRACKET ? yield* this.array(i, depth + 1) : yield* this.object(i, depth + 1);
     }
     const end = this.scalarEnd(i);
     return [this.parse(i, end), end];
@@ -85,7 +103,8 @@ class PieceReader {
     return JSON.parse(this.buf.toString('utf8', from, to));
   }
 
-  private *array(i: number): Generator<void, [unknown[], number]> {
+  /** The array opening at i, itself at nesting `depth`. */
+  private *array(i: number, depth: number): Generator<void, [unknown[], number]> {
     const out: unknown[] = [];
     let runStart = -1;
     let runEnd = -1;
@@ -98,11 +117,11 @@ class PieceReader {
     let j = this.skipSpace(i + 1);
     if (this.buf[j] === CLOSE_BRACKET) return [out, j + 1];
     for (;;) {
-      const end = isContainer(this.buf[j]) ? this.containerEnd(j, this.pieceBytes) : this.scalarEnd(j);
+      const end = isContainer(this.buf[j]) ? this.containerEnd(j, this.pieceBytes, depth) : this.scalarEnd(j);
       let next: number;
       if (end < 0) {
         flush();
-        const [item, itemEnd] = yield* this.value(j);
+        const [item, itemEnd] = yield* this.value(j, depth);
         out.push(item);
         next = itemEnd;
       } else {
@@ -125,7 +144,8 @@ class PieceReader {
     }
   }
 
-  private *object(i: number): Generator<void, [Record<string, unknown>, number]> {
+  /** The object opening at i, itself at nesting `depth`. */
+  private *object(i: number, depth: number): Generator<void, [Record<string, unknown>, number]> {
     const out: Record<string, unknown> = {};
     let j = this.skipSpace(i + 1);
     if (this.buf[j] === CLOSE_BRACE) return [out, j + 1];
@@ -135,7 +155,7 @@ class PieceReader {
       const key = this.parse(j, keyEnd) as string;
       const colon = this.skipSpace(keyEnd);
       if (this.buf[colon] !== COLON) throw new NotWellFormed();
-      const [member, end] = yield* this.value(this.skipSpace(colon + 1));
+      const [member, end] = yield* this.value(this.skipSpace(colon + 1), depth);
       // Like JSON.parse: the last of duplicate keys wins, and `__proto__` is an ordinary own key.
       Object.defineProperty(out, key, { value: member, enumerable: true, writable: true, configurable: true });
       const k = this.skipSpace(end);
@@ -148,7 +168,7 @@ class PieceReader {
     }
   }
 
-  /** Index after the string opening at i (escaped quotes skipped). */
+  /** Index after the string opening at i (escaped quotes skipped); checks its length. */
   private stringEnd(i: number): number {
     let j = i + 1;
     for (;;) {
@@ -156,7 +176,10 @@ class PieceReader {
       if (quote < 0) throw new NotWellFormed();
       let backslashes = 0;
       while (this.buf[quote - 1 - backslashes] === BACKSLASH) backslashes++;
-      if (backslashes % 2 === 0) return quote + 1;
+      if (backslashes % 2 === 0) {
+        if (quote - i - 1 > this.limits.maxStringBytes) throw new LimitCrossed(stringTooLong(this.limits, i));
+        return quote + 1;
+      }
       j = quote + 1;
     }
   }
@@ -175,13 +198,15 @@ class PieceReader {
   }
 
   /**
-   * Index after the object or array opening at i, or -1 once it is longer than `limit` bytes
-   * (it is then read in pieces). Brackets are only counted: JSON.parse checks the piece.
+   * Index after the object or array opening at i inside `depth` containers, or -1 once it is
+   * longer than `limit` bytes (it is then read in pieces). Brackets are only counted: JSON.parse
+   * checks the piece.
    */
-  private containerEnd(i: number, limit: number): number {
+  private containerEnd(i: number, limit: number, depth: number): number {
+    const maxLocal = this.limits.maxDepth - depth;
     const buf = this.buf;
     const stop = Math.min(buf.length, i + limit);
-    let depth = 0;
+    let local = 0;
     let j = i;
     while (j < stop) {
       const b = buf[j]!;
@@ -189,10 +214,11 @@ class PieceReader {
         j = this.stringEnd(j);
         continue;
       }
-      if (b === OPEN_BRACE || b === OPEN_BRACKET) depth++;
-      else if (b === CLOSE_BRACE || b === CLOSE_BRACKET) {
-        depth--;
-        if (depth === 0) return j + 1;
+      if (b === OPEN_BRACE || b === OPEN_BRACKET) {
+        if (++local > maxLocal) throw new LimitCrossed(tooDeep(this.limits, j));
+      } else if (b === CLOSE_BRACE || b === CLOSE_BRACKET) {
+        local--;
+        if (local === 0) return j + 1;
       }
       j++;
     }

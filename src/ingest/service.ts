@@ -14,7 +14,7 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { MAX_BATCH_BYTES, MAX_BATCH_PAYLOADS, SMALL_PAYLOAD_BYTES, type BatchItem, type BatchProcessor } from './batch-processor.js';
 import { collectAfterPoints, collectGarbage } from './collect-garbage.js';
-import { jsonLimitRefusal, mayContainNul, parseJsonBody, parseJsonBodyYielding, parseStoredJson, type JsonParseOutcome } from './json-body.js';
+import { mayContainNul, parseJsonBody, parseJsonBodyYielding, parseStoredJson, type JsonParseOutcome } from './json-body.js';
 import { DEFAULT_JSON_LIMITS, type JsonLimits } from './json-limits.js';
 import type { PayloadInput, PayloadProcessor, ProcessedPayload } from './processor.js';
 import type { DatabaseOutage } from './outage.js';
@@ -206,18 +206,16 @@ export class IngestService implements IngestSink, Component {
   /**
    * A large body is sent to the database while its JSON is parsed: the server receives,
    * compresses and writes it while this process parses, and the transaction commits only if the
-   * JSON is valid (raw-store.ts). The JSON limits are checked first, so a body over them never
-   * reaches the database. While the database is unreachable, the body is only parsed (and then
-   * spooled by the caller).
+   * JSON is valid and within the JSON limits (raw-store.ts); the limits are checked by the walk
+   * that cuts the body into pieces, before JSON.parse sees anything past them. While the
+   * database is unreachable, the body is only parsed (and then spooled by the caller).
    */
   async #storeWhileParsing(request: IngestRequest, limits: JsonLimits): Promise<{ parsed: JsonParseOutcome; stored?: StoredRaw; failure?: { error: unknown } }> {
     // Counted before the first await: the caller's check and this count are one step.
     this.#storesWhileParsing++;
     try {
-      const refused = jsonLimitRefusal(request.body, limits);
-      if (refused) return { parsed: refused };
       await this.#waitForRoom(true);
-      if (this.#spool?.outage.active) return { parsed: await parseJsonBodyYielding(request.body) };
+      if (this.#spool?.outage.active) return { parsed: await parseJsonBodyYielding(request.body, limits) };
       const sha256 = sha256Of(request.body);
       let settle!: (valid: boolean) => void;
       const valid = new Promise<boolean>((resolve) => (settle = resolve));
@@ -227,7 +225,7 @@ export class IngestService implements IngestSink, Component {
       );
       let parsed: JsonParseOutcome | undefined;
       try {
-        parsed = await parseJsonBodyYielding(request.body);
+        parsed = await parseJsonBodyYielding(request.body, limits);
       } finally {
         settle(parsed?.ok === true);
       }

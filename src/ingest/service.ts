@@ -35,6 +35,8 @@ const STORE_WHILE_PARSING_BYTES = 8 * 1024 * 1024;
  * (processor.ts): a 100 MB export's second of parsing overlaps its writes.
  */
 const WRITE_WHILE_PARSING_BYTES = 8 * 1024 * 1024;
+/** Four full processing batches: enough to keep batches full, small enough to keep RSS flat. */
+export const DEFAULT_MAX_QUEUED_PAYLOADS = 4 * MAX_BATCH_PAYLOADS;
 /** While the backlog holds less than this, small payloads wait as parsed trees (~10× the bytes). */
 const SMALL_TREES_QUEUED_BYTES = 2 * 1024 * 1024;
 /** About 50–60 MB of parsed tree: one full collection (~0.1–0.2 s) per this many points read. */
@@ -58,6 +60,8 @@ interface Job {
   mayContainNul: boolean;
   /** Raw payload size, counted in the backlog until the job is done for good. */
   bytes: number;
+  /** Counted in the backlog's payloads until the job is done for good. */
+  queued: boolean;
   settle: (outcome: ProcessedOutcome) => void;
   settled: boolean;
   attempt: number;
@@ -75,6 +79,13 @@ export interface IngestServiceOptions {
    * it, and above it accept() waits before storing (the acknowledgement is held, so clients slow down).
    */
   maxQueuedBytes: number;
+  /**
+   * Backlog bound in payloads (default DEFAULT_MAX_QUEUED_PAYLOADS): above it accept() waits in
+   * the same way. Each queued payload also holds a few kB of bookkeeping that maxQueuedBytes does
+   * not count, and a machine that acknowledges faster than it processes would otherwise grow the
+   * backlog (and RSS) until that far larger bound.
+   */
+  maxQueuedPayloads?: number;
   /** Nesting depth and string length a new payload may have; over them it is refused as a whole. */
   jsonLimits?: JsonLimits;
   /**
@@ -122,6 +133,7 @@ export class IngestService implements IngestSink, Component {
   #stopped = false;
   #idleWaiters: Array<() => void> = [];
   #queuedBytes = 0;
+  #queuedPayloads = 0;
   #roomWaiters: Array<() => void> = [];
   #unsubscribeOutage: (() => void) | null = null;
   #storesWhileParsing = 0;
@@ -293,10 +305,14 @@ export class IngestService implements IngestSink, Component {
   }
 
   async #waitForRoom(yieldToOutage: boolean): Promise<void> {
-    while (this.#queuedBytes > this.#options.maxQueuedBytes && !(yieldToOutage && this.#spool?.outage.active)) {
+    while (this.#backlogFull() && !(yieldToOutage && this.#spool?.outage.active)) {
       if (this.#stopped) throw new AppError('SS_SHUTTING_DOWN');
       await new Promise<void>((resolve) => this.#roomWaiters.push(resolve));
     }
+  }
+
+  #backlogFull(): boolean {
+    return this.#queuedBytes > this.#options.maxQueuedBytes || this.#queuedPayloads >= (this.#options.maxQueuedPayloads ?? DEFAULT_MAX_QUEUED_PAYLOADS);
   }
 
   #wakeRoomWaiters(): void {
@@ -305,10 +321,12 @@ export class IngestService implements IngestSink, Component {
 
   #release(job: Job): void {
     this.#queuedBytes -= job.bytes;
+    if (job.queued) this.#queuedPayloads--;
+    job.queued = false;
     job.bytes = 0;
     job.body = undefined;
     this.#metrics.processingQueueBytes.set(this.#queuedBytes);
-    if (this.#queuedBytes <= this.#options.maxQueuedBytes) this.#wakeRoomWaiters();
+    if (!this.#backlogFull()) this.#wakeRoomWaiters();
   }
 
   #processedFor(stored: StoredRaw, request: IngestRequest, held: Held = {}): Promise<ProcessedOutcome> {
@@ -339,6 +357,7 @@ export class IngestService implements IngestSink, Component {
     // Over the budget the parsed JSON is dropped and read back from raw_ingestions when its turn comes.
     const keepJson = held.tree !== undefined && this.#queuedBytes + row.bytes <= this.#options.maxQueuedBytes;
     this.#queuedBytes += row.bytes;
+    this.#queuedPayloads++;
     this.#metrics.processingQueueBytes.set(this.#queuedBytes);
     const job: Job = {
       ingestionId: row.ingestionId,
@@ -349,6 +368,7 @@ export class IngestService implements IngestSink, Component {
       body: held.body,
       mayContainNul: held.mayContainNul ?? true,
       bytes: row.bytes,
+      queued: true,
       settled: false,
       attempt: row.attempts ?? 0,
       refused: false,

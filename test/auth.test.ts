@@ -12,9 +12,7 @@ import { KeyStore } from '../src/auth/key-store.js';
 import { AuthThrottle, throttleAddress } from '../src/auth/throttle.js';
 import { createLogger } from '../src/log.js';
 import { Metrics } from '../src/metrics.js';
-import { migrationsDir } from '../src/paths.js';
-import { loadMigrations, migrate } from '../src/store/migrator.js';
-import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { createMigratedDatabase, type TestDatabase } from './helpers/database.js';
 
 const log = createLogger('silent');
 let db: TestDatabase;
@@ -22,9 +20,7 @@ let pool: pg.Pool;
 let keys: KeyStore;
 
 before(async () => {
-  db = await createTestDatabase();
-  pool = new pg.Pool({ connectionString: db.url, max: 4 });
-  await migrate(pool, await loadMigrations(migrationsDir), log);
+  ({ db, pool } = await createMigratedDatabase(4));
   keys = new KeyStore(pool);
 });
 after(async () => {

@@ -9,10 +9,8 @@ import { RawIngestionStore } from '../src/ingest/raw-store.js';
 import { IngestService } from '../src/ingest/service.js';
 import { createLogger } from '../src/log.js';
 import { Metrics } from '../src/metrics.js';
-import { migrationsDir } from '../src/paths.js';
-import { loadMigrations, migrate } from '../src/store/migrator.js';
 import { PartitionManager } from '../src/store/partitions.js';
-import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { createMigratedDatabase, type TestDatabase } from './helpers/database.js';
 
 /*
  * The processing backlog is bounded in payloads as well as in bytes: a machine that stores and
@@ -28,9 +26,7 @@ let userId: string;
 const keyId = randomUUID();
 
 before(async () => {
-  db = await createTestDatabase();
-  pool = new pg.Pool({ connectionString: db.url, max: 6 });
-  await migrate(pool, await loadMigrations(migrationsDir), log);
+  ({ db, pool } = await createMigratedDatabase(6));
   userId = (await pool.query<{ id: string }>(`INSERT INTO users (name) VALUES ('backlog') RETURNING id::text`)).rows[0]!.id;
   await pool.query(`INSERT INTO api_keys (id, user_id, prefix, secret_hash) VALUES ($1, $2, 'backlog', 'unused')`, [keyId, userId]);
   service = new IngestService({

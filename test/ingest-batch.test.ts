@@ -10,11 +10,9 @@ import { RawIngestionStore } from '../src/ingest/raw-store.js';
 import { IngestService } from '../src/ingest/service.js';
 import { createLogger } from '../src/log.js';
 import { Metrics } from '../src/metrics.js';
-import { migrationsDir } from '../src/paths.js';
-import { loadMigrations, migrate } from '../src/store/migrator.js';
 import { PartitionManager } from '../src/store/partitions.js';
 import { waitFor } from './helpers/app.js';
-import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { createMigratedDatabase, type TestDatabase } from './helpers/database.js';
 
 const log = createLogger('silent');
 const MAX_ATTEMPTS = 2;
@@ -26,9 +24,7 @@ let userId: string;
 let keyId: string;
 
 before(async () => {
-  db = await createTestDatabase();
-  pool = new pg.Pool({ connectionString: db.url, max: 4 });
-  await migrate(pool, await loadMigrations(migrationsDir), log);
+  ({ db, pool } = await createMigratedDatabase(4));
   partitions = new PartitionManager(pool, log);
   userId = String((await pool.query<{ id: string }>(`INSERT INTO users (name) VALUES ('batch') RETURNING id`)).rows[0]!.id);
   keyId = randomUUID();

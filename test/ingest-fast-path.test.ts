@@ -7,10 +7,8 @@ import { parseJsonInPieces, parseJsonInPiecesYielding } from '../src/ingest/json
 import { ConstraintViolationError, PayloadProcessor } from '../src/ingest/processor.js';
 import { createLogger } from '../src/log.js';
 import { BinaryArrayWriter } from '../src/store/binary-array.js';
-import { migrationsDir } from '../src/paths.js';
-import { loadMigrations, migrate } from '../src/store/migrator.js';
 import { PartitionManager } from '../src/store/partitions.js';
-import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { createMigratedDatabase, type TestDatabase } from './helpers/database.js';
 
 const log = createLogger('silent');
 let db: TestDatabase;
@@ -18,9 +16,7 @@ let pool: pg.Pool;
 let partitions: PartitionManager;
 
 before(async () => {
-  db = await createTestDatabase();
-  pool = new pg.Pool({ connectionString: db.url, max: 4 });
-  await migrate(pool, await loadMigrations(migrationsDir), log);
+  ({ db, pool } = await createMigratedDatabase(4));
   partitions = new PartitionManager(pool, log);
 });
 after(async () => {

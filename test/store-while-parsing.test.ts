@@ -11,10 +11,8 @@ import { RawIngestionStore } from '../src/ingest/raw-store.js';
 import { IngestService } from '../src/ingest/service.js';
 import { createLogger } from '../src/log.js';
 import { Metrics } from '../src/metrics.js';
-import { migrationsDir } from '../src/paths.js';
-import { loadMigrations, migrate } from '../src/store/migrator.js';
 import { PartitionManager } from '../src/store/partitions.js';
-import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { createMigratedDatabase, type TestDatabase } from './helpers/database.js';
 
 const log = createLogger('silent');
 let db: TestDatabase;
@@ -35,9 +33,7 @@ const large = JSON.stringify({
 });
 
 before(async () => {
-  db = await createTestDatabase();
-  pool = new pg.Pool({ connectionString: db.url, max: 6 });
-  await migrate(pool, await loadMigrations(migrationsDir), log);
+  ({ db, pool } = await createMigratedDatabase(6));
   const partitions = new PartitionManager(pool, log);
   service = new IngestService({
     pool,

@@ -5,11 +5,9 @@ import { defaultLimits } from '../src/hae/limits.js';
 import { parseHaePayload, parseHaePayloadInSteps } from '../src/hae/parse.js';
 import { ConstraintViolationError, PayloadProcessor, type ProcessedPayload } from '../src/ingest/processor.js';
 import { createLogger } from '../src/log.js';
-import { migrationsDir } from '../src/paths.js';
-import { loadMigrations, migrate } from '../src/store/migrator.js';
 import { PartitionManager, partitionedTables } from '../src/store/partitions.js';
 import { allTypesPayload } from './helpers/all-types-payload.js';
-import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { createMigratedDatabase, type TestDatabase } from './helpers/database.js';
 
 /*
  * A large payload's metric rows are written while the rest of it is parsed (processor.ts,
@@ -23,9 +21,7 @@ let pool: pg.Pool;
 let partitions: PartitionManager;
 
 before(async () => {
-  db = await createTestDatabase();
-  pool = new pg.Pool({ connectionString: db.url, max: 6 });
-  await migrate(pool, await loadMigrations(migrationsDir), log);
+  ({ db, pool } = await createMigratedDatabase(6));
   partitions = new PartitionManager(pool, log);
 });
 after(async () => {

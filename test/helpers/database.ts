@@ -1,5 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { createLogger } from '../../src/log.js';
+import { migrationsDir } from '../../src/paths.js';
+import { loadMigrations, migrate } from '../../src/store/migrator.js';
 
 export interface TestDatabase {
   url: string;
@@ -47,4 +50,12 @@ export async function createTestDatabase(): Promise<TestDatabase> {
       }
     },
   };
+}
+
+/** A fresh database with every migration applied, and a pool on it (the caller ends the pool and drops the database). */
+export async function createMigratedDatabase(poolMax = 4): Promise<{ db: TestDatabase; pool: pg.Pool }> {
+  const db = await createTestDatabase();
+  const pool = new pg.Pool({ connectionString: db.url, max: poolMax });
+  await migrate(pool, await loadMigrations(migrationsDir), createLogger('silent'));
+  return { db, pool };
 }

@@ -13,6 +13,7 @@ import { HttpServer, type ReadinessReport } from './http/server.js';
 import { BatchProcessor } from './ingest/batch-processor.js';
 import { PayloadProcessor } from './ingest/processor.js';
 import { DatabaseOutage } from './ingest/outage.js';
+import { InCommitProcessor } from './ingest/process-in-commit.js';
 import { RawIngestionStore } from './ingest/raw-store.js';
 import { IngestService } from './ingest/service.js';
 import { SpoolMetrics } from './ingest/spool-metrics.js';
@@ -43,6 +44,12 @@ export interface AppOptions {
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 const MIB = 1024 * 1024;
+/**
+ * How long the group commit waits for a lock on a sample table (held by a long transaction,
+ * VACUUM FULL, a manual LOCK) before it stores the group without its samples: the longest a
+ * sample table can hold up acknowledgements.
+ */
+const GROUP_COMMIT_LOCK_TIMEOUT_MS = 1_000;
 
 /**
  * The composition root: builds every component, hands each its dependencies, and starts and
@@ -148,7 +155,11 @@ export class App {
       void this.#certificates.current;
     }
     this.#target = await openDatabaseTarget(config, log, { stopAdopted: true });
-    const db = new Database({ connectionString: this.#target.connectionString, poolMax: config.database.poolMax }, log.child({ component: 'db' }), this.metrics);
+    const db = new Database(
+      { connectionString: this.#target.connectionString, poolMax: config.database.poolMax, groupCommitLockTimeoutMs: GROUP_COMMIT_LOCK_TIMEOUT_MS },
+      log.child({ component: 'db' }),
+      this.metrics,
+    );
     this.#db = db;
     await db.start();
     const report = await migrate(db.pool, await loadMigrations(migrationsDir), log.child({ component: 'migrator' }));
@@ -202,7 +213,11 @@ export class App {
 
     this.#ingest = new IngestService({
       pool: db.pool,
-      raw: new RawIngestionStore(db.pool, { maxBatchBytes: config.ingest.rawBatchBytes }),
+      raw: new RawIngestionStore(db.pool, {
+        maxBatchBytes: config.ingest.rawBatchBytes,
+        // Small payloads' samples are written by the group commit that stores them.
+        inCommit: new InCommitProcessor({ pool: db.groupCommitPool, partitions, limits: config.validation, metrics: this.metrics, logger: log.child({ component: 'ingest' }) }),
+      }),
       processor: new PayloadProcessor({
         pool: db.pool,
         partitions,

@@ -68,6 +68,12 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly inCommitFallbacks = new client.Counter({
+    name: 'self_sensored_ingest_in_commit_fallbacks_total',
+    help: 'Groups of small payloads stored without their samples (processed in the background instead), because the statement that stores and processes them together refused or failed',
+    registers: [this.registry],
+  });
+
   readonly processingFailures = new client.Counter({
     name: 'self_sensored_ingest_processing_failures_total',
     help: 'Payloads whose processing failed (they stay in raw_ingestions with their error)',

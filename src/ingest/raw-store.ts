@@ -1,9 +1,11 @@
 import type pg from 'pg';
 import type { IngestRequest } from '../../broker/types.js';
+import type { ParsedPayload } from '../hae/types.js';
 import { storableText } from '../storable-text.js';
 import { BinaryArrayWriter, type ElementType } from '../store/binary-array.js';
 import { inTransactions } from '../store/pool.js';
 import { queryWithoutCopy, type ZeroCopyParam } from '../store/zero-copy-query.js';
+import type { InCommitOutcome, InCommitProcessor } from './process-in-commit.js';
 
 export type RawStatus = 'received' | 'processed' | 'failed';
 
@@ -20,18 +22,27 @@ export interface StoredRaw {
 interface Pending {
   request: IngestRequest;
   sha256: Buffer;
-  resolve: (stored: StoredRaw) => void;
+  /** The payload's HAE content, when it may be processed in the commit that stores it. */
+  parsed: ParsedPayload | undefined;
+  /** Sample rows of `parsed`. */
+  rows: number;
+  resolve: (stored: InCommitOutcome) => void;
   reject: (err: unknown) => void;
 }
 
 // 12 bind parameters per row: 1,000 rows stay far below PostgreSQL's 65,535 limit.
 const MAX_ROWS_PER_COMMIT = 1_000;
 const COLUMNS = 12;
+// Sample rows of payloads processed in one group commit; past it, the rest waits for the next group.
+const MAX_IN_COMMIT_ROWS = 50_000;
+// Larger payloads are processed apart from others (and large ones while parsed), after their commit.
+const IN_COMMIT_MAX_BYTES = 1024 * 1024;
 // From this size a body is written to the socket as it is instead of being copied into pg's Bind
 // message; below it pg's own path is as fast and the copy costs little memory.
 export const ZERO_COPY_BODY_BYTES = 1024 * 1024;
 
-const INSERTED_COLUMNS = `user_id, api_key_id, transport, topic, client_id, remote_address, payload, sha256, size_bytes, received_at`;
+export const RAW_COLUMNS = ['user_id', 'api_key_id', 'transport', 'topic', 'client_id', 'remote_address', 'payload', 'sha256', 'size_bytes', 'received_at'] as const;
+const INSERTED_COLUMNS = RAW_COLUMNS.join(', ');
 const ON_CONFLICT = `ON CONFLICT (user_id, sha256) DO UPDATE
      SET last_received_at = excluded.last_received_at, receive_count = r.receive_count + 1
    RETURNING id, user_id, sha256, (xmax = 0) AS inserted, status, counts, rejections, not_stored`;
@@ -49,7 +60,7 @@ const UNNEST_INSERT = {
        AS u(${INSERTED_COLUMNS})
    ${ON_CONFLICT}`,
 };
-const UNNEST_TYPES: readonly ElementType[] = ['int8', 'uuid', 'text', 'text', 'text', 'text', 'bytea', 'bytea', 'int4', 'timestamptz'];
+export const RAW_ELEMENT_TYPES: readonly ElementType[] = ['int8', 'uuid', 'text', 'text', 'text', 'text', 'bytea', 'bytea', 'int4', 'timestamptz'];
 
 interface ReturnedRow {
   id: string;
@@ -70,17 +81,31 @@ interface ReturnedRow {
 export class RawIngestionStore {
   readonly #pool: pg.Pool;
   readonly #maxBatchBytes: number;
+  readonly #inCommit: InCommitProcessor | null;
   #queue: Pending[] = [];
   #flushing = false;
 
-  constructor(pool: pg.Pool, options: { maxBatchBytes: number }) {
+  /** With `inCommit`, payloads handed over parsed are processed by the statement that stores them (process-in-commit.ts). */
+  constructor(pool: pg.Pool, options: { maxBatchBytes: number; inCommit?: InCommitProcessor }) {
     this.#pool = pool;
     this.#maxBatchBytes = options.maxBatchBytes;
+    this.#inCommit = options.inCommit ?? null;
   }
 
-  store(request: IngestRequest, sha256: Buffer): Promise<StoredRaw> {
+  /** Whether store() can process a payload handed over with its parsed content. */
+  get processesInCommit(): boolean {
+    return this.#inCommit !== null;
+  }
+
+  /**
+   * Stores the payload with the next group commit. With its parsed JSON (and processing in the
+   * commit enabled), a small payload's samples are written by the same statement, and the outcome
+   * holds the processing result.
+   */
+  store(request: IngestRequest, sha256: Buffer, content?: { json: unknown; mayContainNul: boolean }): Promise<InCommitOutcome> {
     return new Promise((resolve, reject) => {
-      this.#queue.push({ request, sha256, resolve, reject });
+      const parsed = content && this.#inCommit && request.body.length < IN_COMMIT_MAX_BYTES ? this.#inCommit.parse(content.json, content.mayContainNul) : undefined;
+      this.#queue.push({ request, sha256, parsed: parsed?.payload, rows: parsed?.rows ?? 0, resolve, reject });
       if (!this.#flushing) void this.#flush();
     });
   }
@@ -90,23 +115,47 @@ export class RawIngestionStore {
     try {
       while (this.#queue.length > 0) {
         const batch = this.#takeBatch();
-        try {
-          const stored = await this.#insert(batch);
-          batch.forEach((p, i) => p.resolve(stored[i]!));
-        } catch (err) {
-          for (const p of batch) p.reject(err);
-        }
+        const inCommit = batch.filter((p) => p.parsed);
+        const plain = inCommit.length === batch.length ? [] : batch.filter((p) => !p.parsed);
+        if (inCommit.length > 0) await this.#settle(inCommit, () => this.#insertProcessed(inCommit));
+        if (plain.length > 0) await this.#settle(plain, () => this.#insert(plain));
       }
     } finally {
       this.#flushing = false;
     }
   }
 
+  async #settle(batch: Pending[], insert: () => Promise<InCommitOutcome[]>): Promise<void> {
+    try {
+      const stored = await insert();
+      batch.forEach((p, i) => p.resolve(stored[i]!));
+    } catch (err) {
+      for (const p of batch) p.reject(err);
+    }
+  }
+
+  /** Processed in the commit; if the group cannot be, stored the plain way (processed in the background then). */
+  async #insertProcessed(batch: Pending[]): Promise<InCommitOutcome[]> {
+    // The same bytes twice in one statement would make ON CONFLICT touch a row twice.
+    const unique = uniqueByKey(batch);
+    try {
+      const outcomes = await this.#inCommit!.store(unique.map((p) => ({ row: rowOf(p), parsed: p.parsed! })));
+      return reReceiptsOf(batch, unique, outcomes);
+    } catch (err) {
+      this.#inCommit!.fellBack(unique.length, err);
+      return this.#insert(batch);
+    }
+  }
+
   #takeBatch(): Pending[] {
     let bytes = 0;
+    let rows = 0;
     let n = 0;
     while (n < this.#queue.length && n < MAX_ROWS_PER_COMMIT) {
-      bytes += this.#queue[n]!.request.body.length;
+      const next = this.#queue[n]!;
+      if (n > 0 && rows + next.rows > MAX_IN_COMMIT_ROWS) break;
+      bytes += next.request.body.length;
+      rows += next.rows;
       n++;
       if (bytes >= this.#maxBatchBytes) break;
     }
@@ -115,7 +164,7 @@ export class RawIngestionStore {
 
   async #insertSmall(rows: RawRow[]): Promise<ReturnedRow[]> {
     const bytes = rows.reduce((n, row) => n + row[6].length + 128, 0);
-    const writers = UNNEST_TYPES.map((type, c) => new BinaryArrayWriter(type, c === 6 ? bytes : 64 * rows.length));
+    const writers = RAW_ELEMENT_TYPES.map((type, c) => new BinaryArrayWriter(type, c === 6 ? bytes : 64 * rows.length));
     for (const row of rows) {
       for (let c = 0; c < writers.length; c++) {
         const value = row[c];
@@ -162,26 +211,17 @@ export class RawIngestionStore {
 
   async #insert(batch: Pending[]): Promise<StoredRaw[]> {
     // The same bytes twice in one statement would make ON CONFLICT touch a row twice.
-    const unique = new Map<string, Pending>();
-    for (const p of batch) if (!unique.has(keyOf(p))) unique.set(keyOf(p), p);
-    const rows = [...unique.values()].map((p) => rowOf(p));
+    const unique = uniqueByKey(batch);
+    const rows = unique.map((p) => rowOf(p));
     const large = batch.some((p) => p.request.body.length >= ZERO_COPY_BODY_BYTES);
     const returned = large ? await this.#insertLarge(rows) : await this.#insertSmall(rows);
     const byKey = new Map<string, StoredRaw>();
     for (const row of returned) byKey.set(`${row.user_id}:${row.sha256.toString('hex')}`, storedOf(row));
-    // Later copies inside the same batch are re-receipts of the first.
-    const seen = new Set<string>();
-    return batch.map((p) => {
-      const key = keyOf(p);
-      const stored = byKey.get(key)!;
-      if (seen.has(key)) return { ...stored, inserted: false };
-      seen.add(key);
-      return stored;
-    });
+    return reReceiptsOf(batch, unique, unique.map((p) => byKey.get(keyOf(p))!));
   }
 }
 
-type RawRow = [
+export type RawRow = [
   userId: string,
   keyId: string,
   transport: string,
@@ -216,6 +256,29 @@ function rowOf(p: { request: IngestRequest; sha256: Buffer }): RawRow {
     r.body.length,
     r.receivedAt,
   ];
+}
+
+/** The first copy of each user's bytes, in order. */
+function uniqueByKey(batch: Pending[]): Pending[] {
+  const unique = new Map<string, Pending>();
+  for (const p of batch) if (!unique.has(keyOf(p))) unique.set(keyOf(p), p);
+  return [...unique.values()];
+}
+
+/** One outcome per payload of `batch`, given those of its `unique` payloads: later copies are re-receipts of the first. */
+function reReceiptsOf<S extends StoredRaw>(batch: Pending[], unique: Pending[], outcomes: S[]): S[] {
+  if (unique.length === batch.length) return outcomes;
+  const byKey = new Map<string, S>();
+  unique.forEach((p, i) => byKey.set(keyOf(p), outcomes[i]!));
+  const seen = new Set<string>();
+  return batch.map((p) => {
+    const key = keyOf(p);
+    const stored = byKey.get(key)!;
+    // A copy shares the first one's processing (and its answer), as a plain re-receipt shares its queued job.
+    if (seen.has(key)) return { ...stored, inserted: false };
+    seen.add(key);
+    return stored;
+  });
 }
 
 function keyOf(p: Pending): string {

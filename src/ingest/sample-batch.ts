@@ -29,6 +29,7 @@ export class SampleBatch {
   readonly #jobs: Job<unknown>[][];
   readonly #tables: SampleTable<unknown>[];
   readonly #rowsByTable: BatchRow<unknown>[][];
+  readonly #displacing = new Set<number>();
 
   /** `order[i]` ranks payload i among the others: the later export wins a shared key. */
   constructor(parsed: readonly ParsedPayload[], userIds: readonly string[], order: readonly number[]) {
@@ -42,8 +43,46 @@ export class SampleBatch {
         this.#jobs.flatMap((jobs, p) => jobs[t]!.rows.map((row) => ({ payload: p + 1, row }))),
         userIds,
         order,
+        this.#displacing,
       ),
     );
+  }
+
+  /** Whether a row of payload `p` (0-based) took the place of another payload's row with the same key. */
+  displacesOthers(p: number): boolean {
+    return this.#displacing.has(p + 1);
+  }
+
+  /** The tables that receive rows, each with its rows' columns as binary arrays (`payload_index` first). */
+  encodedTables(maxBytes: number): Array<{ table: SampleTable<unknown>; arrays: Buffer[] }> | null {
+    const out: Array<{ table: SampleTable<unknown>; arrays: Buffer[] }> = [];
+    for (let t = 0; t < this.#tables.length; t++) {
+      const table = this.#tables[t]!;
+      const rows = this.#rowsByTable[t]!;
+      if (rows.length === 0) continue;
+      if (rows.length > (table.maxChunkRows ?? Infinity)) return null;
+      const chunk = encodeChunk(batchColumns(table), rows, 0, rows.length, maxBytes);
+      if (chunk.end < rows.length) return null;
+      out.push({ table, arrays: chunk.arrays });
+    }
+    return out;
+  }
+
+  /**
+   * Per payload, what the counts of write() are made of before the database answers: for each
+   * data type with items, [received, rows the payload holds for its table].
+   */
+  countBases(): Array<Record<string, [number, number]>> {
+    return this.#parsed.map((parsed, p) => {
+      const base: Record<string, [number, number]> = {};
+      for (let t = 0; t < this.#tables.length; t++) {
+        const table = this.#tables[t]!;
+        const received = parsed.received[table.kind];
+        const stored = this.#jobs[p]![t]!.rows.length;
+        if (received !== 0 || stored !== 0) base[table.label] = [received, stored];
+      }
+      return base;
+    });
   }
 
   get rowCount(): number {
@@ -58,6 +97,14 @@ export class SampleBatch {
         return rows.length === 0 ? undefined : partitions.ensureMonths(table.table, monthsOf(rows, (r) => table.time(r.row)));
       }),
     );
+  }
+
+  /** Whether the partition of every month of the batch is known to exist (no DDL needed to write it). */
+  partitionsReady(partitions: PartitionManager): boolean {
+    return this.#tables.every((table, t) => {
+      const rows = this.#rowsByTable[t]!;
+      return rows.length === 0 || partitions.hasMonths(table.table, monthsOf(rows, (r) => table.time(r.row)));
+    });
   }
 
   /** Upserts every table's rows on `client` (inside the caller's transaction); the counts per payload. */
@@ -134,12 +181,14 @@ export function processedResults(parsed: readonly ParsedPayload[], ingestionIds:
  * One row per user and natural key: the row of the latest payload, and within one payload the
  * last one (as the single-payload writer keeps it).
  */
-function newestPerKey<R>(table: SampleTable<R>, rows: BatchRow<R>[], userIds: readonly string[], order: readonly number[]): BatchRow<R>[] {
+function newestPerKey<R>(table: SampleTable<R>, rows: BatchRow<R>[], userIds: readonly string[], order: readonly number[], displacing: Set<number>): BatchRow<R>[] {
   const kept = new Map<string, BatchRow<R>>();
   for (const r of rows) {
     const key = `${userIds[r.payload - 1]}\u0000${table.key(r.row)}`;
     const previous = kept.get(key);
-    if (!previous || order[r.payload - 1]! >= order[previous.payload - 1]!) kept.set(key, r);
+    const wins = !previous || order[r.payload - 1]! >= order[previous.payload - 1]!;
+    if (previous && previous.payload !== r.payload) displacing.add(wins ? r.payload : previous.payload);
+    if (wins) kept.set(key, r);
   }
   return kept.size === rows.length ? rows : [...kept.values()];
 }
@@ -198,22 +247,41 @@ const sqlCache = new WeakMap<object, string>();
 function batchUpsertSql<R>(table: SampleTable<R>): string {
   const cached = sqlCache.get(table);
   if (cached) return cached;
-  const names = table.columns.map((c) => c.name);
-  const unnestArgs = ['int4', ...table.columns.map((c) => c.type)].map((type, i) => `$${i + 3}::${type}[]`).join(', ');
-  const selected = table.columns.map((c) => (c.select ? c.select(`u.${c.name}`) : `u.${c.name}`)).join(', ');
-  const valueColumns = names.filter((n) => !table.conflict.includes(n));
   const sql = `WITH written AS (
-      INSERT INTO ${table.table} AS t (user_id, ingestion_id, ${names.join(', ')})
-      SELECT ($1::int8[])[u.payload_index], ($2::int8[])[u.payload_index], ${selected}
-      FROM unnest(${unnestArgs}) AS u(payload_index, ${names.join(', ')})
-      ON CONFLICT (${table.conflict.join(', ')}) DO UPDATE
-        SET ${[...valueColumns, 'ingestion_id'].map((n) => `${n} = excluded.${n}`).join(', ')}, revision = t.revision + 1
-        WHERE t.ingestion_id <= excluded.ingestion_id
-          AND (${valueColumns.map((n) => `t.${n}`).join(', ')}) IS DISTINCT FROM (${valueColumns.map((n) => `excluded.${n}`).join(', ')})
-      RETURNING t.ingestion_id, t.revision = 1 AS inserted
+      ${payloadRowsUpsertSql(table, { firstParam: 3, userId: '($1::int8[])[u.payload_index]', ingestionId: '($2::int8[])[u.payload_index]' })}
     )
     SELECT ingestion_id, count(*) FILTER (WHERE inserted) AS inserted, count(*) FILTER (WHERE NOT inserted) AS updated
     FROM written GROUP BY ingestion_id`;
   sqlCache.set(table, sql);
   return sql;
+}
+
+/**
+ * The upsert of a table's rows unnested from binary arrays ($firstParam: the payload index of each
+ * row, then one array per column), returning each written row's ingestion id and whether it was
+ * inserted. `userId` and `ingestionId` are expressions over `u.payload_index` and whatever `join`
+ * adds to the FROM list (with its conditions in `where`).
+ */
+export function payloadRowsUpsertSql<R>(
+  table: SampleTable<R>,
+  at: { firstParam: number; userId: string; ingestionId: string; join?: string; where?: string },
+): string {
+  const names = table.columns.map((c) => c.name);
+  const unnestArgs = ['int4', ...table.columns.map((c) => c.type)].map((type, i) => `$${i + at.firstParam}::${type}[]`).join(', ');
+  const selected = table.columns.map((c) => (c.select ? c.select(`u.${c.name}`) : `u.${c.name}`)).join(', ');
+  const valueColumns = names.filter((n) => !table.conflict.includes(n));
+  return `INSERT INTO ${table.table} AS t (user_id, ingestion_id, ${names.join(', ')})
+      SELECT ${at.userId}, ${at.ingestionId}, ${selected}
+      FROM unnest(${unnestArgs}) AS u(payload_index, ${names.join(', ')})${at.join ? `, ${at.join}` : ''}
+      ${at.where ? `WHERE ${at.where}` : ''}
+      ON CONFLICT (${table.conflict.join(', ')}) DO UPDATE
+        SET ${[...valueColumns, 'ingestion_id'].map((n) => `${n} = excluded.${n}`).join(', ')}, revision = t.revision + 1
+        WHERE t.ingestion_id <= excluded.ingestion_id
+          AND (${valueColumns.map((n) => `t.${n}`).join(', ')}) IS DISTINCT FROM (${valueColumns.map((n) => `excluded.${n}`).join(', ')})
+      RETURNING t.ingestion_id, t.revision = 1 AS inserted`;
+}
+
+/** Columns of a table's batch rows (payload index first), as payloadRowsUpsertSql expects them. */
+export function payloadRowColumnCount(table: SampleTable<unknown>): number {
+  return table.columns.length + 1;
 }

@@ -16,6 +16,7 @@ import { MAX_BATCH_BYTES, MAX_BATCH_PAYLOADS, SMALL_PAYLOAD_BYTES, type BatchIte
 import { collectAfterPoints, collectGarbage } from './collect-garbage.js';
 import { mayContainNul, parseJsonBody, parseJsonBodyYielding, parseStoredJson, type JsonParseOutcome } from './json-body.js';
 import { DEFAULT_JSON_LIMITS, type JsonLimits } from './json-limits.js';
+import type { InCommitOutcome } from './process-in-commit.js';
 import type { PayloadInput, PayloadProcessor, ProcessedPayload } from './processor.js';
 import type { DatabaseOutage } from './outage.js';
 import type { RawIngestionStore, StoredRaw } from './raw-store.js';
@@ -193,7 +194,8 @@ export class IngestService implements IngestSink, Component {
       );
       return { kind: 'invalid_json', message: parsed.message, position: parsed.position, code: parsed.code };
     }
-    let stored: StoredRaw;
+    const nul = mayContainNul(request.body);
+    let stored: InCommitOutcome;
     if (early?.stored) {
       stored = early.stored;
     } else if (early?.failure) {
@@ -204,14 +206,19 @@ export class IngestService implements IngestSink, Component {
       if (!early) await this.#waitForRoom(true);
       if (this.#spool?.outage.active) return this.#toSpool(request, started);
       try {
-        stored = await this.#raw.store(request, sha256Of(request.body));
+        stored = await this.#raw.store(request, sha256Of(request.body), { json: parsed.value, mayContainNul: nul });
       } catch (err) {
         return this.#storeFailed(request, err, started);
       }
     }
     this.#metrics.ingestDuration.observe({ transport, stage: 'accept' }, (performance.now() - started) / 1000);
     this.#metrics.payloads.inc({ transport, outcome: stored.inserted ? 'stored' : 'duplicate' });
-    const processed = this.#processedFor(stored, request, { tree: { value: parsed.value }, mayContainNul: mayContainNul(request.body), keepSmallBody: this.#batches !== null });
+    if (stored.processed) {
+      // Processed by the statement that stored it (process-in-commit.ts); a second copy in the same group shares that.
+      if (stored.inserted) this.#recordProcessed(stored.id, transport, stored.processed, stored.processingSeconds ?? 0);
+      return { kind: 'stored', ingestionId: stored.id, duplicatePayload: !stored.inserted, processed: Promise.resolve(stored.processed.result) };
+    }
+    const processed = this.#processedFor(stored, request, { tree: { value: parsed.value }, mayContainNul: nul, keepSmallBody: this.#batches !== null });
     return { kind: 'stored', ingestionId: stored.id, duplicatePayload: !stored.inserted, processed };
   }
 
@@ -445,23 +452,28 @@ export class IngestService implements IngestSink, Component {
     }
   }
 
-  #finish(job: Job, { result, rejectionTallies, writtenAfterParseBecause }: ProcessedPayload, seconds: number): void {
+  #finish(job: Job, processed: ProcessedPayload, seconds: number): void {
     this.#pendingById.delete(job.ingestionId);
-    this.#metrics.ingestDuration.observe({ transport: job.transport, stage: 'process' }, seconds);
-    for (const [type, c] of Object.entries(result.counts)) {
-      if (c.inserted) this.#metrics.samples.inc({ transport: job.transport, type, result: 'inserted' }, c.inserted);
-      if (c.updated) this.#metrics.samples.inc({ transport: job.transport, type, result: 'updated' }, c.updated);
-      if (c.unchanged) this.#metrics.samples.inc({ transport: job.transport, type, result: 'unchanged' }, c.unchanged);
-    }
-    for (const t of rejectionTallies) this.#metrics.rejections.inc({ transport: job.transport, type: t.type, reason: t.reason }, t.count);
     this.#release(job);
-    job.settle(result);
+    job.settle(processed.result);
+    this.#recordProcessed(job.ingestionId, job.transport, processed, seconds);
+  }
+
+  /** Metrics and log line of a processed payload. */
+  #recordProcessed(ingestionId: string, transport: Transport, { result, rejectionTallies, writtenAfterParseBecause }: ProcessedPayload, seconds: number): void {
+    this.#metrics.ingestDuration.observe({ transport, stage: 'process' }, seconds);
+    for (const [type, c] of Object.entries(result.counts)) {
+      if (c.inserted) this.#metrics.samples.inc({ transport, type, result: 'inserted' }, c.inserted);
+      if (c.updated) this.#metrics.samples.inc({ transport, type, result: 'updated' }, c.updated);
+      if (c.unchanged) this.#metrics.samples.inc({ transport, type, result: 'unchanged' }, c.unchanged);
+    }
+    for (const t of rejectionTallies) this.#metrics.rejections.inc({ transport, type: t.type, reason: t.reason }, t.count);
     // The log line's counts are built only when it is written: thousands of payloads a second pass here.
     if (!this.#logger.isLevelEnabled('info')) return;
     this.#logger.info(
       {
-        ingestionId: job.ingestionId,
-        transport: job.transport,
+        ingestionId,
+        transport,
         ms: Math.round(seconds * 1000),
         counts: summarize(result.counts),
         rejected: rejectionTallies.reduce((n, t) => n + t.count, 0),

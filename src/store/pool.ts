@@ -8,11 +8,19 @@ export interface DatabaseOptions {
   connectionString: string;
   poolMax: number;
   applicationName?: string;
+  /**
+   * Opens one more connection, for the group commit that stores small payloads with their
+   * samples: its lock waits end after this long (lock_timeout), so a sample table held by
+   * someone else delays acknowledgements by at most that much (the group is then stored without
+   * its samples, by the shared pool).
+   */
+  groupCommitLockTimeoutMs?: number;
 }
 
 /** The shared pg pool. Idle-client errors (server restart) are logged instead of crashing. */
 export class Database implements Component {
   #pool: pg.Pool | null = null;
+  #groupCommitPool: pg.Pool | null = null;
   readonly #options: DatabaseOptions;
   readonly #logger: Logger;
   readonly #metrics: Metrics | undefined;
@@ -29,14 +37,33 @@ export class Database implements Component {
     return this.#pool;
   }
 
+  /** The group commit's own connection (see DatabaseOptions.groupCommitLockTimeoutMs). */
+  get groupCommitPool(): pg.Pool {
+    if (!this.#groupCommitPool) throw new Error('Database used before start(), or without groupCommitLockTimeoutMs');
+    return this.#groupCommitPool;
+  }
+
   async start(): Promise<void> {
     if (this.#pool) return;
+    const pool = this.#newPool(this.#options.poolMax, this.#options.applicationName ?? 'self-sensored');
+    this.#pool = pool;
+    this.#metrics?.observePool(() => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }));
+    const client = await pool.connect();
+    client.release();
+    const lockTimeoutMs = this.#options.groupCommitLockTimeoutMs;
+    if (lockTimeoutMs !== undefined) {
+      this.#groupCommitPool = this.#newPool(1, `${this.#options.applicationName ?? 'self-sensored'} group commit`, `-c lock_timeout=${Math.round(lockTimeoutMs)}`);
+    }
+  }
+
+  #newPool(max: number, applicationName: string, options?: string): pg.Pool {
     const pool = new pg.Pool({
       connectionString: this.#options.connectionString,
-      max: this.#options.poolMax,
-      application_name: this.#options.applicationName ?? 'self-sensored',
+      max,
+      application_name: applicationName,
       connectionTimeoutMillis: 5_000,
       idleTimeoutMillis: 30_000,
+      ...(options !== undefined && { options }),
     });
     pool.on('error', (err) => this.#logger.warn({ error: err.message }, 'idle database connection failed'));
     // The pool listens for errors only on idle clients. A connection lost while checked out
@@ -45,10 +72,7 @@ export class Database implements Component {
     pool.on('connect', (client) => {
       client.on('error', (err) => this.#logger.warn({ error: err.message }, 'database connection lost while in use'));
     });
-    this.#pool = pool;
-    this.#metrics?.observePool(() => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }));
-    const client = await pool.connect();
-    client.release();
+    return pool;
   }
 
   /** Whether the database answers; cached briefly so probes cannot flood it. */
@@ -67,9 +91,10 @@ export class Database implements Component {
   }
 
   async stop(): Promise<void> {
-    const pool = this.#pool;
+    const pools = [this.#pool, this.#groupCommitPool];
     this.#pool = null;
-    if (pool) await pool.end();
+    this.#groupCommitPool = null;
+    await Promise.all(pools.map((pool) => pool?.end()));
   }
 }
 

@@ -1,0 +1,262 @@
+import type pg from 'pg';
+import type { ProcessingResult, TypeCounts } from '../../broker/types.js';
+import type { ValidationLimits } from '../hae/limits.js';
+import { parseHaePayload } from '../hae/parse.js';
+import type { ParsedPayload } from '../hae/types.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import { BinaryArrayWriter, type ElementType } from '../store/binary-array.js';
+import type { PartitionManager } from '../store/partitions.js';
+import type { SampleTable } from '../store/sample-tables.js';
+import { MAX_CHUNK_BYTES } from '../store/sample-writer.js';
+import { errorMessage } from '../errors.js';
+import { jobsOf, MAX_REPORTED_REJECTIONS, tallyRejections, type ProcessedPayload } from './processor.js';
+import { RAW_COLUMNS, RAW_ELEMENT_TYPES, type RawRow, type StoredRaw } from './raw-store.js';
+import { payloadRowsUpsertSql, SampleBatch } from './sample-batch.js';
+
+/** A small payload ready to be stored: its raw row, and its HAE content parsed when it arrived. */
+export interface InCommitPayload {
+  row: RawRow;
+  parsed: ParsedPayload;
+}
+
+/** What the statement did with one payload: stored as for any group commit, and processed when it was new. */
+export type InCommitOutcome = StoredRaw & { processed?: ProcessedPayload; processingSeconds?: number };
+
+/** A group cannot be written this way; the caller stores it the plain way (the payloads are then processed in the background). */
+export class NotProcessableInCommit extends Error {
+  constructor(reason: string, options?: ErrorOptions) {
+    super(reason, options);
+    this.name = 'NotProcessableInCommit';
+  }
+}
+
+// The statement's own refusal (see CHECK below): a payload it cannot handle in the group.
+const REFUSAL = 'self-sensored: payload';
+// lock_timeout expired.
+const LOCK_NOT_AVAILABLE = '55P03';
+
+const sqlStateOf = (err: unknown): unknown => (err instanceof Error ? (err as Error & { code?: unknown }).code : undefined);
+
+/**
+ * Stores a group of small payloads and writes their samples in ONE statement, so the group's
+ * single COMMIT (the one that releases its acknowledgements) also makes the samples durable:
+ * no second transaction per group, no UPDATE of each raw row to mark it processed, no queue.
+ *
+ * The statement assigns each payload an ingestion id (nextval, in arrival order), skips the
+ * payloads whose bytes the user had already sent (they are re-receipts, as in the plain group
+ * commit: only receive_count moves), upserts every table's rows with the batch writer's rules
+ * (latest export wins, unchanged rows untouched), and inserts each new raw row already
+ * 'processed', its counts built from what the upserts returned.
+ *
+ * Any surprise aborts the whole statement, and the caller falls back to the plain group commit:
+ * - bytes stored by another session between the statement's snapshot and its insert;
+ * - a re-sent payload whose rows displaced another payload's rows in the group (those rows
+ *   would be lost with the re-receipt, which writes nothing);
+ * - a row the database refuses, or a group too large to encode in one statement;
+ * - a month with no partition yet (creating one locks the table: the background path does it);
+ * - a lock on a sample table held longer than the connection's lock_timeout.
+ */
+export class InCommitProcessor {
+  readonly #pool: pg.Pool;
+  readonly #partitions: PartitionManager;
+  readonly #limits: ValidationLimits;
+  readonly #metrics: Metrics;
+  readonly #logger: Logger;
+  readonly #statements = new Map<string, { name: string; text: string }>();
+
+  /** `pool`: best a connection of its own with a short lock_timeout (Database.groupCommitPool). */
+  constructor(deps: { pool: pg.Pool; partitions: PartitionManager; limits: ValidationLimits; metrics: Metrics; logger: Logger }) {
+    this.#pool = deps.pool;
+    this.#partitions = deps.partitions;
+    this.#limits = deps.limits;
+    this.#metrics = deps.metrics;
+    this.#logger = deps.logger;
+  }
+
+  /**
+   * The payload's HAE content and its number of sample rows; undefined when the parser throws
+   * (the payload is then stored the plain way, and its processing in the background records why).
+   * The parsed JSON is left as it is, for that path.
+   */
+  parse(json: unknown, mayContainNul: boolean): { payload: ParsedPayload; rows: number } | undefined {
+    let payload: ParsedPayload;
+    try {
+      payload = parseHaePayload(json, { limits: this.#limits, mayContainNul });
+    } catch {
+      return undefined;
+    }
+    let rows = 0;
+    for (const { rows: r } of jobsOf(payload)) rows += r.length;
+    return { payload, rows };
+  }
+
+  /** One outcome per payload, in order. Payloads must be unique per user and sha256. */
+  async store(payloads: readonly InCommitPayload[]): Promise<InCommitOutcome[]> {
+    const started = performance.now();
+    const parsed = payloads.map((p) => p.parsed);
+    const batch = new SampleBatch(
+      parsed,
+      payloads.map((p) => p.row[0]),
+      payloads.map((_, i) => i),
+    );
+    const tables = batch.encodedTables(MAX_CHUNK_BYTES);
+    if (!tables) throw new NotProcessableInCommit('a table of the group is over one chunk');
+    // Creating a partition takes a lock on the whole table: left to processing in the background.
+    if (!batch.partitionsReady(this.#partitions)) throw new NotProcessableInCommit('a month of the group has no partition yet');
+    const bases = batch.countBases();
+    const values: Buffer[] = [...rawColumns(payloads, bases, batch)];
+    for (const t of tables) values.push(...t.arrays);
+    const statement = this.#statementFor(tables.map((t) => t.table));
+    let rows: ReturnedRow[];
+    try {
+      ({ rows } = await this.#pool.query<ReturnedRow>({ ...statement, values }));
+    } catch (err) {
+      if (err instanceof Error && err.message.includes(REFUSAL)) throw new NotProcessableInCommit(err.message, { cause: err });
+      throw err;
+    }
+    if (rows.length !== payloads.length) throw new Error(`the group statement returned ${rows.length} rows for ${payloads.length} payloads`);
+    this.#metrics.batchPayloads.observe(rows.filter((r) => r.inserted).length);
+    const seconds = (performance.now() - started) / 1000;
+    return rows.map((row, i) => {
+      const stored: StoredRaw = { id: String(row.id), inserted: row.inserted, status: row.status, counts: row.counts, rejections: row.rejections, notStored: row.not_stored };
+      if (!row.inserted) return stored;
+      const p = parsed[i]!;
+      const result: ProcessingResult = {
+        ingestionId: stored.id,
+        counts: typeCounts(bases[i]!, row.counts as Record<string, TypeCounts> | null),
+        rejections: p.rejections.slice(0, MAX_REPORTED_REJECTIONS),
+        notStored: p.notStored,
+      };
+      return { ...stored, processed: { result, rejectionTallies: tallyRejections(p.rejections) }, processingSeconds: seconds };
+    });
+  }
+
+  /** Logs and counts a group stored the plain way instead. */
+  fellBack(payloads: number, err: unknown): void {
+    this.#metrics.inCommitFallbacks.inc();
+    const fields = { payloads, reason: errorMessage(err) };
+    // A refusal by design (a re-sent payload in a crowded group) or a sample table held by
+    // someone else for longer than the lock timeout is routine; anything else is worth a look.
+    if (err instanceof NotProcessableInCommit || sqlStateOf(err) === LOCK_NOT_AVAILABLE) this.#logger.debug(fields, 'group of payloads stored without its samples; they are processed in the background');
+    else this.#logger.warn(fields, 'group of payloads stored without its samples; they are processed in the background');
+  }
+
+  /** Prepared once per set of tables (and connection): groups of the same data types share it. */
+  #statementFor(tables: ReadonlyArray<SampleTable<unknown>>): { name: string; text: string } {
+    const key = tables.map((t) => t.table).join(',');
+    let statement = this.#statements.get(key);
+    if (!statement) {
+      statement = { name: `ss_in_commit_${this.#statements.size}`, text: groupSql(tables) };
+      this.#statements.set(key, statement);
+    }
+    return statement;
+  }
+}
+
+interface ReturnedRow {
+  id: string;
+  inserted: boolean;
+  status: StoredRaw['status'];
+  counts: StoredRaw['counts'];
+  rejections: unknown[] | null;
+  not_stored: unknown[] | null;
+}
+
+const EXTRA_ELEMENT_TYPES: readonly ElementType[] = ['jsonb', 'int4', 'jsonb', 'jsonb', 'bool'];
+const EXTRA_COLUMNS = ['count_base', 'rejected_count', 'rejections', 'not_stored', 'displaces_others'];
+
+function rawColumns(payloads: readonly InCommitPayload[], bases: ReadonlyArray<Record<string, [number, number]>>, batch: SampleBatch): Buffer[] {
+  const bytes = payloads.reduce((n, p) => n + p.row[6].length + 128, 0);
+  const writers = [...RAW_ELEMENT_TYPES, ...EXTRA_ELEMENT_TYPES].map((type, c) => new BinaryArrayWriter(type, c === 6 ? bytes : 64 * payloads.length));
+  payloads.forEach(({ row, parsed }, i) => {
+    for (let c = 0; c < row.length; c++) {
+      const value = row[c];
+      writers[c]!.push(value instanceof Date ? value.getTime() : value);
+    }
+    const extra = [bases[i], parsed.rejections.length, parsed.rejections.slice(0, MAX_REPORTED_REJECTIONS), parsed.notStored, batch.displacesOthers(i)];
+    extra.forEach((value, e) => writers[row.length + e]!.push(value));
+  });
+  return writers.map((w) => w.finish());
+}
+
+/** The counts of write() for one payload, in the parser's order of data types. */
+function typeCounts(base: Record<string, [number, number]>, stored: Record<string, TypeCounts> | null): Record<string, TypeCounts> {
+  const counts: Record<string, TypeCounts> = {};
+  for (const [label, [received, rows]] of Object.entries(base)) {
+    const c = stored?.[label];
+    const inserted = c?.inserted ?? 0;
+    const updated = c?.updated ?? 0;
+    counts[label] = { received, inserted, updated, unchanged: rows - inserted - updated, rejected: received - rows };
+  }
+  return counts;
+}
+
+/**
+ * The group's statement. Data-modifying WITH queries all see the snapshot the statement started
+ * with and all run to completion; the raw rows' counts read what the upserts returned.
+ */
+function groupSql(tables: ReadonlyArray<SampleTable<unknown>>): string {
+  const columns = [...RAW_COLUMNS, ...EXTRA_COLUMNS];
+  const types = [...RAW_ELEMENT_TYPES, ...EXTRA_ELEMENT_TYPES];
+  const unnest = types.map((type, i) => `$${i + 1}::${type}[]`).join(', ');
+  let next = types.length + 1;
+  const upserts = tables.map((table, t) => {
+    const sql = payloadRowsUpsertSql(table, {
+      firstParam: next,
+      userId: 'i.user_id',
+      ingestionId: 'd.id',
+      join: 'ids d, input i',
+      // Rows of re-sent payloads are not written: those payloads were processed when first stored.
+      where: 'd.ord = u.payload_index AND NOT d.stored AND i.ord = u.payload_index',
+    });
+    next += table.columns.length + 1;
+    return `w${t} AS (${sql})`;
+  });
+  const written =
+    tables.length === 0
+      ? `SELECT NULL::text AS label, NULL::int8 AS ingestion_id, 0::int8 AS inserted, 0::int8 AS updated WHERE false`
+      : tables
+          .map((table, t) => `SELECT '${table.label}'::text AS label, ingestion_id, count(*) FILTER (WHERE inserted) AS inserted, count(*) FILTER (WHERE NOT inserted) AS updated FROM w${t} GROUP BY ingestion_id`)
+          .join('\n      UNION ALL ');
+  const inserted = RAW_COLUMNS.map((c) => `i.${c}`).join(', ');
+  return `WITH input AS MATERIALIZED (
+      SELECT * FROM unnest(${unnest}) WITH ORDINALITY AS u(${columns.join(', ')}, ord)
+    ),
+    ids AS MATERIALIZED (
+      -- A scalar subquery, not EXISTS: the planner may turn EXISTS into one scan of the whole table.
+      SELECT i.ord, nextval('raw_ingestions_id_seq') AS id,
+             (SELECT r.id FROM raw_ingestions r WHERE r.user_id = i.user_id AND r.sha256 = i.sha256) IS NOT NULL AS stored
+      FROM input i
+    ),
+    ${upserts.map((u) => `${u},\n    `).join('')}written AS MATERIALIZED (
+      ${written}
+    ),
+    counted AS (
+      SELECT d.ord, coalesce(jsonb_object_agg(b.key, jsonb_build_object(
+               'received', (b.value->>0)::int,
+               'inserted', coalesce(w.inserted, 0),
+               'updated', coalesce(w.updated, 0),
+               'unchanged', (b.value->>1)::int - coalesce(w.inserted, 0) - coalesce(w.updated, 0),
+               'rejected', (b.value->>0)::int - (b.value->>1)::int)) FILTER (WHERE b.key IS NOT NULL), '{}'::jsonb) AS counts
+      FROM ids d JOIN input i ON i.ord = d.ord
+        LEFT JOIN LATERAL jsonb_each(i.count_base) AS b ON true
+        LEFT JOIN written w ON w.label = b.key AND w.ingestion_id = d.id
+      GROUP BY d.ord
+    ),
+    raw AS (
+      INSERT INTO raw_ingestions AS r (id, ${RAW_COLUMNS.join(', ')}, last_received_at, status, attempts, processed_at, counts, rejected_count, rejections, not_stored)
+      OVERRIDING SYSTEM VALUE
+      SELECT d.id, ${inserted}, i.received_at, 'processed', 1, now(), c.counts, i.rejected_count, i.rejections, i.not_stored
+      FROM input i JOIN ids d ON d.ord = i.ord JOIN counted c ON c.ord = i.ord
+      ON CONFLICT (user_id, sha256) DO UPDATE
+        SET last_received_at = excluded.last_received_at, receive_count = r.receive_count + 1
+      RETURNING r.id, r.user_id, r.sha256, (xmax = 0) AS inserted, r.status, r.counts, r.rejections, r.not_stored
+    )
+    SELECT raw.id, raw.inserted, raw.status, raw.counts, raw.rejections, raw.not_stored,
+      -- CHECK: aborts the statement (and so everything it wrote) when a payload was not what the snapshot said.
+      CASE WHEN raw.inserted = d.stored OR (d.stored AND i.displaces_others)
+        THEN ('${REFUSAL} ' || d.ord || ' was stored meanwhile, or is a re-sent payload whose rows displaced others in its group')::int END AS refused
+    FROM input i JOIN ids d ON d.ord = i.ord JOIN raw ON raw.user_id = i.user_id AND raw.sha256 = i.sha256
+    ORDER BY i.ord`;
+}

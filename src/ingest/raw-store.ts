@@ -113,24 +113,37 @@ export class RawIngestionStore {
   async #flush(): Promise<void> {
     this.#flushing = true;
     try {
-      while (this.#queue.length > 0) {
-        const batch = this.#takeBatch();
-        const inCommit = batch.filter((p) => p.parsed);
-        const plain = inCommit.length === batch.length ? [] : batch.filter((p) => !p.parsed);
-        if (inCommit.length > 0) await this.#settle(inCommit, () => this.#insertProcessed(inCommit));
-        if (plain.length > 0) await this.#settle(plain, () => this.#insert(plain));
+      let running = this.#queue.length > 0 ? this.#storeGroup(this.#takeBatch()) : null;
+      while (running) {
+        const done = await running;
+        // The next group goes to the database before this one's waiters are released: writing
+        // their acknowledgements takes a while, and the server works on the next group meanwhile.
+        // One statement at a time still, so ingestion ids keep the order of arrival.
+        running = this.#queue.length > 0 ? this.#storeGroup(this.#takeBatch()) : null;
+        done();
       }
     } finally {
       this.#flushing = false;
     }
   }
 
-  async #settle(batch: Pending[], insert: () => Promise<InCommitOutcome[]>): Promise<void> {
+  /** Stores one group; resolves to the function that releases its waiters. */
+  async #storeGroup(batch: Pending[]): Promise<() => void> {
+    const inCommit = batch.filter((p) => p.parsed);
+    const plain = inCommit.length === batch.length ? [] : batch.filter((p) => !p.parsed);
+    const settled: Array<() => void> = [];
+    if (inCommit.length > 0) settled.push(await this.#settle(inCommit, () => this.#insertProcessed(inCommit)));
+    if (plain.length > 0) settled.push(await this.#settle(plain, () => this.#insert(plain)));
+    return () => settled.forEach((release) => release());
+  }
+
+  /** Runs `insert`; resolves to the function that hands each waiter its outcome (or the error). */
+  async #settle(batch: Pending[], insert: () => Promise<InCommitOutcome[]>): Promise<() => void> {
     try {
       const stored = await insert();
-      batch.forEach((p, i) => p.resolve(stored[i]!));
+      return () => batch.forEach((p, i) => p.resolve(stored[i]!));
     } catch (err) {
-      for (const p of batch) p.reject(err);
+      return () => batch.forEach((p) => p.reject(err));
     }
   }
 

@@ -155,8 +155,10 @@ export class RawIngestionStore {
       const outcomes = await this.#inCommit!.store(unique.map((p) => ({ row: rowOf(p), parsed: p.parsed! })));
       return reReceiptsOf(batch, unique, outcomes);
     } catch (err) {
+      // Counted and logged once the group is stored: if the database is away, the caller hears of that instead.
+      const stored = await this.#insert(batch);
       this.#inCommit!.fellBack(unique.length, err);
-      return this.#insert(batch);
+      return stored;
     }
   }
 

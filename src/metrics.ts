@@ -57,7 +57,7 @@ export class Metrics {
 
   readonly batchPayloads = new client.Histogram({
     name: 'self_sensored_ingest_batch_payloads',
-    help: 'Payloads turned into samples per processing transaction (queued small payloads are processed together)',
+    help: 'Payloads turned into samples per processing transaction (small payloads are processed together, by their group commit or after it)',
     buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500],
     registers: [this.registry],
   });

@@ -12,7 +12,7 @@ import { createLogger } from '../src/log.js';
 import { Metrics } from '../src/metrics.js';
 import { PartitionManager } from '../src/store/partitions.js';
 import { waitFor } from './helpers/app.js';
-import { createMigratedDatabase, type TestDatabase } from './helpers/database.js';
+import { createMigratedDatabase, refuseQuantity, type TestDatabase } from './helpers/database.js';
 
 const log = createLogger('silent');
 const MAX_ATTEMPTS = 2;
@@ -30,12 +30,7 @@ before(async () => {
   keyId = randomUUID();
   await pool.query(`INSERT INTO api_keys (id, user_id, prefix, secret_hash) VALUES ($1, $2, 'batchkey', 'unused')`, [keyId, userId]);
   // The poison: this database refuses one value, which the parser accepts.
-  await pool.query(`CREATE FUNCTION test_poison() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-      IF NEW.qty = ${POISON_QTY} THEN RAISE EXCEPTION 'poison sample refused by the test trigger'; END IF;
-      RETURN NEW;
-    END $$`);
-  await pool.query('CREATE TRIGGER test_poison BEFORE INSERT OR UPDATE ON quantity_samples FOR EACH ROW EXECUTE FUNCTION test_poison()');
+  await refuseQuantity(pool, POISON_QTY);
 });
 after(async () => {
   await pool?.end();

@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import mqtt from 'mqtt';
 import { projectRoot } from '../src/paths.js';
 import { count, startTestApp, waitFor, type TestApp } from './helpers/app.js';
+import { refuseQuantity } from './helpers/database.js';
 
 const run = promisify(execFile);
 const cli = path.join(projectRoot, 'scripts', 'self-sensored.js');
@@ -42,12 +43,7 @@ describe('poison payloads through the running daemon', () => {
   before(async () => {
     t = await startTestApp({ INGEST_MAX_ATTEMPTS: String(MAX_ATTEMPTS) });
     // The poison: a trigger of this test's own database refuses one value, without touching parser code.
-    await t.sql.query(`CREATE FUNCTION test_poison() RETURNS trigger LANGUAGE plpgsql AS $$
-      BEGIN
-        IF NEW.qty = ${POISON_QTY} THEN RAISE EXCEPTION '${POISON_MESSAGE}'; END IF;
-        RETURN NEW;
-      END $$`);
-    await t.sql.query('CREATE TRIGGER test_poison BEFORE INSERT OR UPDATE ON quantity_samples FOR EACH ROW EXECUTE FUNCTION test_poison()');
+    await refuseQuantity(t.sql, POISON_QTY, POISON_MESSAGE);
     cliEnv = { PATH: process.env.PATH, DATABASE_URL: t.db.url, LOG_LEVEL: 'warn' };
   });
   after(async () => t?.close());

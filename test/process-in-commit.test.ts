@@ -15,7 +15,7 @@ import { PartitionManager, partitionedTables } from '../src/store/partitions.js'
 import { Database } from '../src/store/pool.js';
 import { allTypesPayload } from './helpers/all-types-payload.js';
 import { waitFor } from './helpers/app.js';
-import { createMigratedDatabase, type TestDatabase } from './helpers/database.js';
+import { createMigratedDatabase, refuseQuantity, type TestDatabase } from './helpers/database.js';
 import { readFixture } from './helpers/fixtures.js';
 
 const log = createLogger('silent');
@@ -35,12 +35,7 @@ before(async () => {
   // The months the payloads use, as a running daemon has them after their first payload; 2011 is left out.
   for (const table of partitionedTables) await partitions.ensureMonths(table, monthsFrom(2023, 1, 48));
   // This database refuses one value the parser accepts: a row refused in the middle of a group.
-  await pool.query(`CREATE FUNCTION test_poison() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-      IF NEW.qty = ${POISON_QTY} THEN RAISE EXCEPTION 'poison sample refused by the test trigger'; END IF;
-      RETURN NEW;
-    END $$`);
-  await pool.query('CREATE TRIGGER test_poison BEFORE INSERT OR UPDATE ON quantity_samples FOR EACH ROW EXECUTE FUNCTION test_poison()');
+  await refuseQuantity(pool, POISON_QTY);
 });
 after(async () => {
   await groupCommitDb?.stop();

@@ -100,10 +100,10 @@ export class InCommitProcessor {
       payloads.map((p) => p.row[0]),
       payloads.map((_, i) => i),
     );
-    const tables = batch.encodedTables(MAX_CHUNK_BYTES);
-    if (!tables) throw new NotProcessableInCommit('a table of the group is over one chunk');
     // Creating a partition takes a lock on the whole table: left to processing in the background.
     if (!batch.partitionsReady(this.#partitions)) throw new NotProcessableInCommit('a month of the group has no partition yet');
+    const tables = batch.encodedTables(MAX_CHUNK_BYTES);
+    if (!tables) throw new NotProcessableInCommit('a table of the group is over one chunk');
     const bases = batch.countBases();
     const values: Buffer[] = [...rawColumns(payloads, bases, batch)];
     for (const t of tables) values.push(...t.arrays);
@@ -116,7 +116,8 @@ export class InCommitProcessor {
       throw err;
     }
     if (rows.length !== payloads.length) throw new Error(`the group statement returned ${rows.length} rows for ${payloads.length} payloads`);
-    this.#metrics.batchPayloads.observe(rows.filter((r) => r.inserted).length);
+    const processed = rows.filter((r) => r.inserted).length;
+    if (processed > 0) this.#metrics.batchPayloads.observe(processed);
     const seconds = (performance.now() - started) / 1000;
     return rows.map((row, i) => {
       const stored: StoredRaw = { id: String(row.id), inserted: row.inserted, status: row.status, counts: row.counts, rejections: row.rejections, notStored: row.not_stored };

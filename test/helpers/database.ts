@@ -59,3 +59,16 @@ export async function createMigratedDatabase(poolMax = 4): Promise<{ db: TestDat
   await migrate(pool, await loadMigrations(migrationsDir), createLogger('silent'));
   return { db, pool };
 }
+
+/**
+ * Makes this database refuse a quantity sample with this value, which the parser accepts: a row
+ * the database refuses in the middle of a payload or a batch.
+ */
+export async function refuseQuantity(sql: pg.Pool | pg.ClientBase, qty: number, message = 'poison sample refused by the test trigger'): Promise<void> {
+  await sql.query(`CREATE FUNCTION test_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF NEW.qty = ${qty} THEN RAISE EXCEPTION '${message}'; END IF;
+      RETURN NEW;
+    END $$`);
+  await sql.query('CREATE TRIGGER test_poison BEFORE INSERT OR UPDATE ON quantity_samples FOR EACH ROW EXECUTE FUNCTION test_poison()');
+}

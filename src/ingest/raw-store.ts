@@ -5,6 +5,7 @@ import { storableText } from '../storable-text.js';
 import { BinaryArrayWriter, type ElementType } from '../store/binary-array.js';
 import { inTransactions } from '../store/pool.js';
 import { queryWithoutCopy, type ZeroCopyParam } from '../store/zero-copy-query.js';
+import { SMALL_PAYLOAD_BYTES } from './batch-processor.js';
 import type { InCommitOutcome, InCommitProcessor } from './process-in-commit.js';
 
 export type RawStatus = 'received' | 'processed' | 'failed';
@@ -35,8 +36,6 @@ const MAX_ROWS_PER_COMMIT = 1_000;
 const COLUMNS = 12;
 // Sample rows of payloads processed in one group commit; past it, the rest waits for the next group.
 const MAX_IN_COMMIT_ROWS = 50_000;
-// Larger payloads are processed apart from others (and large ones while parsed), after their commit.
-const IN_COMMIT_MAX_BYTES = 1024 * 1024;
 // From this size a body is written to the socket as it is instead of being copied into pg's Bind
 // message; below it pg's own path is as fast and the copy costs little memory.
 export const ZERO_COPY_BODY_BYTES = 1024 * 1024;
@@ -92,11 +91,6 @@ export class RawIngestionStore {
     this.#inCommit = options.inCommit ?? null;
   }
 
-  /** Whether store() can process a payload handed over with its parsed content. */
-  get processesInCommit(): boolean {
-    return this.#inCommit !== null;
-  }
-
   /**
    * Stores the payload with the next group commit. With its parsed JSON (and processing in the
    * commit enabled), a small payload's samples are written by the same statement, and the outcome
@@ -104,7 +98,8 @@ export class RawIngestionStore {
    */
   store(request: IngestRequest, sha256: Buffer, content?: { json: unknown; mayContainNul: boolean }): Promise<InCommitOutcome> {
     return new Promise((resolve, reject) => {
-      const parsed = content && this.#inCommit && request.body.length < IN_COMMIT_MAX_BYTES ? this.#inCommit.parse(content.json, content.mayContainNul) : undefined;
+      // Larger payloads are processed alone, after their commit (the largest while they are parsed).
+      const parsed = content && this.#inCommit && request.body.length < SMALL_PAYLOAD_BYTES ? this.#inCommit.parse(content.json, content.mayContainNul) : undefined;
       this.#queue.push({ request, sha256, parsed: parsed?.payload, rows: parsed?.rows ?? 0, resolve, reject });
       if (!this.#flushing) void this.#flush();
     });

@@ -280,8 +280,3 @@ export function payloadRowsUpsertSql<R>(
           AND (${valueColumns.map((n) => `t.${n}`).join(', ')}) IS DISTINCT FROM (${valueColumns.map((n) => `excluded.${n}`).join(', ')})
       RETURNING t.ingestion_id, t.revision = 1 AS inserted`;
 }
-
-/** Columns of a table's batch rows (payload index first), as payloadRowsUpsertSql expects them. */
-export function payloadRowColumnCount(table: SampleTable<unknown>): number {
-  return table.columns.length + 1;
-}

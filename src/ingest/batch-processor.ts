@@ -6,7 +6,7 @@ import type { ParsedPayload } from '../hae/types.js';
 import { inTransactions } from '../store/pool.js';
 import type { PartitionManager } from '../store/partitions.js';
 import { parseStoredJson } from './json-body.js';
-import { jobsOf, type ProcessedPayload } from './processor.js';
+import { rowCountOf, type ProcessedPayload } from './processor.js';
 import { markProcessed, processedResults, SampleBatch } from './sample-batch.js';
 
 /** Payloads from this size on are processed alone (processor.ts), never in a batch. */
@@ -69,7 +69,7 @@ export class BatchProcessor {
       const p = parseHaePayload(input.json, { limits: this.#limits, mayContainNul: input.mayContainNul, releaseInput: true });
       if ('json' in item) item.json = undefined;
       parsed.push(p);
-      rowCount += rowsOf(p);
+      rowCount += rowCountOf(p);
     }
     const taken = items.slice(0, parsed.length);
     const ingestionIds = taken.map((i) => i.ingestionId);
@@ -83,11 +83,4 @@ export class BatchProcessor {
     });
     return processedResults(parsed, ingestionIds, counts);
   }
-}
-
-/** Rows a parsed payload would write, over all tables. */
-function rowsOf(parsed: ParsedPayload): number {
-  let n = 0;
-  for (const { rows } of jobsOf(parsed)) n += rows.length;
-  return n;
 }

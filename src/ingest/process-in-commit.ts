@@ -10,7 +10,7 @@ import type { PartitionManager } from '../store/partitions.js';
 import type { SampleTable } from '../store/sample-tables.js';
 import { MAX_CHUNK_BYTES } from '../store/sample-writer.js';
 import { errorMessage } from '../errors.js';
-import { jobsOf, MAX_REPORTED_REJECTIONS, tallyRejections, type ProcessedPayload } from './processor.js';
+import { MAX_REPORTED_REJECTIONS, rowCountOf, tallyRejections, type ProcessedPayload } from './processor.js';
 import { RAW_COLUMNS, RAW_ELEMENT_TYPES, type RawRow, type StoredRaw } from './raw-store.js';
 import { payloadRowsUpsertSql, SampleBatch } from './sample-batch.js';
 
@@ -86,9 +86,7 @@ export class InCommitProcessor {
     } catch {
       return undefined;
     }
-    let rows = 0;
-    for (const { rows: r } of jobsOf(payload)) rows += r.length;
-    return { payload, rows };
+    return { payload, rows: rowCountOf(payload) };
   }
 
   /** One outcome per payload, in order. Payloads must be unique per user and sha256. */

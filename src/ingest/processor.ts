@@ -78,6 +78,13 @@ export function jobsOf(parsed: ParsedPayload): Job<unknown>[] {
   ];
 }
 
+/** Rows a parsed payload would write, over all tables. */
+export function rowCountOf(parsed: ParsedPayload): number {
+  let n = 0;
+  for (const { rows } of jobsOf(parsed)) n += rows.length;
+  return n;
+}
+
 /**
  * The database refused a row the parser accepted (a CHECK or NOT NULL constraint): the parser and
  * migration 0002 disagree. The whole payload's transaction is rolled back; the message names the

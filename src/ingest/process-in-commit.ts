@@ -12,7 +12,7 @@ import { MAX_CHUNK_BYTES } from '../store/sample-writer.js';
 import { errorMessage } from '../errors.js';
 import { MAX_REPORTED_REJECTIONS, rowCountOf, tallyRejections, type ProcessedPayload } from './processor.js';
 import { RAW_COLUMNS, RAW_ELEMENT_TYPES, type RawRow, type StoredRaw } from './raw-store.js';
-import { payloadRowsUpsertSql, SampleBatch } from './sample-batch.js';
+import { payloadRowsUpsertSql, SampleBatch, typeCountsOf } from './sample-batch.js';
 
 /** A small payload ready to be stored: its raw row, and its HAE content parsed when it arrived. */
 export interface InCommitPayload {
@@ -123,7 +123,7 @@ export class InCommitProcessor {
       const p = parsed[i]!;
       const result: ProcessingResult = {
         ingestionId: stored.id,
-        counts: typeCounts(bases[i]!, row.counts as Record<string, TypeCounts> | null),
+        counts: typeCountsOf(bases[i]!, (label) => (row.counts as Record<string, TypeCounts> | null)?.[label]),
         rejections: p.rejections.slice(0, MAX_REPORTED_REJECTIONS),
         notStored: p.notStored,
       };
@@ -177,18 +177,6 @@ function rawColumns(payloads: readonly InCommitPayload[], bases: ReadonlyArray<R
     extra.forEach((value, e) => writers[row.length + e]!.push(value));
   });
   return writers.map((w) => w.finish());
-}
-
-/** The counts of write() for one payload, in the parser's order of data types. */
-function typeCounts(base: Record<string, [number, number]>, stored: Record<string, TypeCounts> | null): Record<string, TypeCounts> {
-  const counts: Record<string, TypeCounts> = {};
-  for (const [label, [received, rows]] of Object.entries(base)) {
-    const c = stored?.[label];
-    const inserted = c?.inserted ?? 0;
-    const updated = c?.updated ?? 0;
-    counts[label] = { received, inserted, updated, unchanged: rows - inserted - updated, rejected: received - rows };
-  }
-  return counts;
 }
 
 /**

@@ -109,29 +109,37 @@ export class SampleBatch {
 
   /** Upserts every table's rows on `client` (inside the caller's transaction); the counts per payload. */
   async write(client: pg.ClientBase, ingestionIds: readonly string[], chunkRows: number): Promise<Array<Record<string, TypeCounts>>> {
-    const written: Array<Map<string, { inserted: number; updated: number }>> = [];
+    const written = new Map<string, Map<string, { inserted: number; updated: number }>>();
     for (let t = 0; t < this.#tables.length; t++) {
       const table = this.#tables[t]!;
       const byPayload = new Map<string, { inserted: number; updated: number }>();
-      written.push(byPayload);
+      written.set(table.label, byPayload);
       if (this.#rowsByTable[t]!.length === 0) continue;
       await writeBatchRows(client, table, this.#rowsByTable[t]!, this.#userIds, ingestionIds, chunkRows, byPayload).catch((err: unknown) => {
         throw explainWriteError(table.label, err);
       });
     }
-    return this.#parsed.map((parsed, p) => {
-      const counts: Record<string, TypeCounts> = {};
-      for (let t = 0; t < this.#tables.length; t++) {
-        const table = this.#tables[t]!;
-        const received = parsed.received[table.kind];
-        const stored = this.#jobs[p]![t]!.rows.length;
-        if (received === 0 && stored === 0) continue;
-        const w = written[t]!.get(ingestionIds[p]!) ?? { inserted: 0, updated: 0 };
-        counts[table.label] = { received, inserted: w.inserted, updated: w.updated, unchanged: stored - w.inserted - w.updated, rejected: received - stored };
-      }
-      return counts;
-    });
+    return this.countBases().map((base, p) => typeCountsOf(base, (label) => written.get(label)?.get(ingestionIds[p]!)));
   }
+}
+
+/**
+ * A payload's counts per data type from its count base (countBases) and what the database wrote
+ * for it per data type (inserted and updated rows; none when absent). Unchanged rows are those of
+ * the payload not written; rejected items those that gave no row.
+ */
+export function typeCountsOf(
+  base: Record<string, [number, number]>,
+  written: (label: string) => { inserted: number; updated: number } | undefined,
+): Record<string, TypeCounts> {
+  const counts: Record<string, TypeCounts> = {};
+  for (const [label, [received, rows]] of Object.entries(base)) {
+    const w = written(label);
+    const inserted = w?.inserted ?? 0;
+    const updated = w?.updated ?? 0;
+    counts[label] = { received, inserted, updated, unchanged: rows - inserted - updated, rejected: received - rows };
+  }
+  return counts;
 }
 
 /**

@@ -5,13 +5,13 @@ import { parseHaePayload } from '../hae/parse.js';
 import type { ParsedPayload } from '../hae/types.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import { BinaryArrayWriter, type ElementType } from '../store/binary-array.js';
+import type { ElementType } from '../store/binary-array.js';
 import type { PartitionManager } from '../store/partitions.js';
 import type { SampleTable } from '../store/sample-tables.js';
 import { MAX_CHUNK_BYTES } from '../store/sample-writer.js';
 import { errorMessage } from '../errors.js';
 import { MAX_REPORTED_REJECTIONS, rowCountOf, tallyRejections, type ProcessedPayload } from './processor.js';
-import { RAW_COLUMNS, RAW_ELEMENT_TYPES, type RawRow, type StoredRaw } from './raw-store.js';
+import { RAW_COLUMNS, RAW_ELEMENT_TYPES, rawColumnWriters, type RawRow, type StoredRaw } from './raw-store.js';
 import { payloadRowsUpsertSql, SampleBatch, typeCountsOf } from './sample-batch.js';
 
 /** A small payload ready to be stored: its raw row, and its HAE content parsed when it arrived. */
@@ -166,15 +166,10 @@ const EXTRA_ELEMENT_TYPES: readonly ElementType[] = ['jsonb', 'int4', 'jsonb', '
 const EXTRA_COLUMNS = ['count_base', 'rejected_count', 'rejections', 'not_stored', 'displaces_others'];
 
 function rawColumns(payloads: readonly InCommitPayload[], bases: ReadonlyArray<Record<string, [number, number]>>, batch: SampleBatch): Buffer[] {
-  const bytes = payloads.reduce((n, p) => n + p.row[6].length + 128, 0);
-  const writers = [...RAW_ELEMENT_TYPES, ...EXTRA_ELEMENT_TYPES].map((type, c) => new BinaryArrayWriter(type, c === 6 ? bytes : 64 * payloads.length));
-  payloads.forEach(({ row, parsed }, i) => {
-    for (let c = 0; c < row.length; c++) {
-      const value = row[c];
-      writers[c]!.push(value instanceof Date ? value.getTime() : value);
-    }
+  const writers = rawColumnWriters(payloads.map((p) => p.row), EXTRA_ELEMENT_TYPES);
+  payloads.forEach(({ parsed }, i) => {
     const extra = [bases[i], parsed.rejections.length, parsed.rejections.slice(0, MAX_REPORTED_REJECTIONS), parsed.notStored, batch.displacesOthers(i)];
-    extra.forEach((value, e) => writers[row.length + e]!.push(value));
+    extra.forEach((value, e) => writers[RAW_ELEMENT_TYPES.length + e]!.push(value));
   });
   return writers.map((w) => w.finish());
 }

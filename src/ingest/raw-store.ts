@@ -173,14 +173,7 @@ export class RawIngestionStore {
   }
 
   async #insertSmall(rows: RawRow[]): Promise<ReturnedRow[]> {
-    const bytes = rows.reduce((n, row) => n + row[6].length + 128, 0);
-    const writers = RAW_ELEMENT_TYPES.map((type, c) => new BinaryArrayWriter(type, c === 6 ? bytes : 64 * rows.length));
-    for (const row of rows) {
-      for (let c = 0; c < writers.length; c++) {
-        const value = row[c];
-        writers[c]!.push(value instanceof Date ? value.getTime() : value);
-      }
-    }
+    const writers = rawColumnWriters(rows);
     const { rows: returned } = await this.#pool.query<ReturnedRow>({ ...UNNEST_INSERT, values: writers.map((w) => w.finish()) });
     return returned;
   }
@@ -266,6 +259,22 @@ function rowOf(p: { request: IngestRequest; sha256: Buffer }): RawRow {
     r.body.length,
     r.receivedAt,
   ];
+}
+
+/**
+ * One binary array writer per raw column (RAW_COLUMNS) holding `rows`, then an empty one per
+ * element type of `extra` for the caller's own columns.
+ */
+export function rawColumnWriters(rows: readonly RawRow[], extra: readonly ElementType[] = []): BinaryArrayWriter[] {
+  const bytes = rows.reduce((n, row) => n + row[6].length + 128, 0);
+  const writers = [...RAW_ELEMENT_TYPES, ...extra].map((type, c) => new BinaryArrayWriter(type, c === 6 ? bytes : 64 * rows.length));
+  for (const row of rows) {
+    for (let c = 0; c < row.length; c++) {
+      const value = row[c];
+      writers[c]!.push(value instanceof Date ? value.getTime() : value);
+    }
+  }
+  return writers;
 }
 
 /** The first copy of each user's bytes, in order. */

@@ -10,6 +10,16 @@ import type { InCommitOutcome, InCommitProcessor } from './process-in-commit.js'
 
 export type RawStatus = 'received' | 'processed' | 'failed';
 
+/**
+ * A payload's parsed JSON as handed to RawIngestionStore.store(). The store empties `value` once
+ * it has turned the tree into the payload's rows, to be processed in the commit.
+ */
+export interface ParsedJson {
+  value: unknown;
+  /** False when the JSON text has no `\u0000` escape. */
+  mayContainNul: boolean;
+}
+
 export interface StoredRaw {
   id: string;
   /** False when the same user had already sent these exact bytes. */
@@ -94,12 +104,15 @@ export class RawIngestionStore {
   /**
    * Stores the payload with the next group commit. With its parsed JSON (and processing in the
    * commit enabled), a small payload's samples are written by the same statement, and the outcome
-   * holds the processing result.
+   * holds the processing result; `content.value` is then emptied (see ParsedJson).
    */
-  store(request: IngestRequest, sha256: Buffer, content?: { json: unknown; mayContainNul: boolean }): Promise<InCommitOutcome> {
+  store(request: IngestRequest, sha256: Buffer, content?: ParsedJson): Promise<InCommitOutcome> {
     return new Promise((resolve, reject) => {
       // Larger payloads are processed alone, after their commit (the largest while they are parsed).
-      const parsed = content && this.#inCommit && request.body.length < SMALL_PAYLOAD_BYTES ? this.#inCommit.parse(content.json, content.mayContainNul) : undefined;
+      const parsed = content?.value !== undefined && this.#inCommit && request.body.length < SMALL_PAYLOAD_BYTES ? this.#inCommit.parse(content.value, content.mayContainNul) : undefined;
+      // The tree is not needed any more: kept until the commit, a hundred payloads' trees would be
+      // copied by every young-generation collection meanwhile (a fallback reads the bytes back).
+      if (parsed) content!.value = undefined;
       this.#queue.push({ request, sha256, parsed: parsed?.payload, rows: parsed?.rows ?? 0, resolve, reject });
       if (!this.#flushing) void this.#flush();
     });

@@ -19,7 +19,7 @@ import { DEFAULT_JSON_LIMITS, type JsonLimits } from './json-limits.js';
 import type { InCommitOutcome } from './process-in-commit.js';
 import type { PayloadInput, PayloadProcessor, ProcessedPayload } from './processor.js';
 import type { DatabaseOutage } from './outage.js';
-import type { RawIngestionStore, StoredRaw } from './raw-store.js';
+import type { ParsedJson, RawIngestionStore, StoredRaw } from './raw-store.js';
 import type { SpoolMetrics } from './spool-metrics.js';
 import { SpoolFullError, type Spool } from './spool.js';
 
@@ -194,7 +194,8 @@ export class IngestService implements IngestSink, Component {
       );
       return { kind: 'invalid_json', message: parsed.message, position: parsed.position, code: parsed.code };
     }
-    const nul = mayContainNul(request.body);
+    // From here on the tree is reached through `json` only: the group commit may take it (raw-store.ts).
+    const json: ParsedJson = { value: parsed.value, mayContainNul: mayContainNul(request.body) };
     let stored: InCommitOutcome;
     if (early?.stored) {
       stored = early.stored;
@@ -206,7 +207,7 @@ export class IngestService implements IngestSink, Component {
       if (!early) await this.#waitForRoom(true);
       if (this.#spool?.outage.active) return this.#toSpool(request, started);
       try {
-        stored = await this.#raw.store(request, sha256Of(request.body), { json: parsed.value, mayContainNul: nul });
+        stored = await this.#raw.store(request, sha256Of(request.body), json);
       } catch (err) {
         return this.#storeFailed(request, err, started);
       }
@@ -218,7 +219,8 @@ export class IngestService implements IngestSink, Component {
       if (stored.inserted) this.#recordProcessed(stored.id, transport, stored.processed, stored.processingSeconds ?? 0);
       return { kind: 'stored', ingestionId: stored.id, duplicatePayload: !stored.inserted, processed: Promise.resolve(stored.processed.result) };
     }
-    const processed = this.#processedFor(stored, request, { tree: { value: parsed.value }, mayContainNul: nul, keepSmallBody: this.#batches !== null });
+    const tree = json.value === undefined ? undefined : { value: json.value };
+    const processed = this.#processedFor(stored, request, { tree, mayContainNul: json.mayContainNul, keepSmallBody: this.#batches !== null });
     return { kind: 'stored', ingestionId: stored.id, duplicatePayload: !stored.inserted, processed };
   }
 

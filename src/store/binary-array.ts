@@ -98,10 +98,7 @@ export class BinaryArrayWriter {
         this.#offset += 6;
         return;
       case 'int8':
-        this.#ensure(12);
-        this.#buf.writeInt32BE(8, this.#offset);
-        this.#buf.writeBigInt64BE(BigInt(value as number | string), this.#offset + 4);
-        this.#offset += 12;
+        this.#int8(value as number | string);
         return;
       case 'int4':
         this.#ensure(8);
@@ -139,7 +136,8 @@ export class BinaryArrayWriter {
         this.#uuid(value as string);
         return;
       case 'jsonb':
-        this.#text(typeof value === 'string' ? value : JSON.stringify(value), true);
+        // Most payloads' rejections and not-stored lists are empty.
+        this.#text(typeof value === 'string' ? value : Array.isArray(value) && value.length === 0 ? '[]' : JSON.stringify(value), true);
         return;
     }
   }
@@ -176,12 +174,29 @@ export class BinaryArrayWriter {
     this.#offset = start + prefix + written;
   }
 
+  /**
+   * int8 from a number or a decimal string (pg returns bigint so). Ids and counts are safe
+   * integers: written as two 32-bit halves, without a BigInt per value.
+   */
+  #int8(value: number | string): void {
+    this.#ensure(12);
+    this.#buf.writeInt32BE(8, this.#offset);
+    const n = typeof value === 'number' ? value : Number(value);
+    // A string must read back as itself: BigInt refuses forms Number takes ('1e3', '0x1f', ' 7').
+    if (Number.isSafeInteger(n) && (typeof value === 'number' || String(n) === value)) {
+      const high = Math.floor(n / TWO_POW_32);
+      this.#buf.writeInt32BE(high, this.#offset + 4);
+      this.#buf.writeUInt32BE(n - high * TWO_POW_32, this.#offset + 8);
+    } else {
+      this.#buf.writeBigInt64BE(BigInt(value), this.#offset + 4);
+    }
+    this.#offset += 12;
+  }
+
   #uuid(uuid: string): void {
-    const hex = uuid.replaceAll('-', '');
-    if (!/^[0-9a-fA-F]{32}$/.test(hex)) throw new Error(`not a uuid: ${JSON.stringify(uuid)}`);
     this.#ensure(20);
     this.#buf.writeInt32BE(16, this.#offset);
-    this.#buf.write(hex, this.#offset + 4, 'hex');
+    uuidBytes(uuid).copy(this.#buf, this.#offset + 4);
     this.#offset += 20;
   }
 
@@ -197,6 +212,19 @@ export class BinaryArrayWriter {
     this.#buf.copy(grown, 0, 0, this.#offset);
     this.#buf = grown;
   }
+}
+
+// A group's payloads nearly all come with the same API key: its bytes are remembered.
+let lastUuid = '';
+let lastUuidBytes = Buffer.alloc(16);
+
+function uuidBytes(uuid: string): Buffer {
+  if (uuid === lastUuid) return lastUuidBytes;
+  const hex = uuid.replaceAll('-', '');
+  if (!/^[0-9a-fA-F]{32}$/.test(hex)) throw new Error(`not a uuid: ${JSON.stringify(uuid)}`);
+  lastUuidBytes = Buffer.from(hex, 'hex');
+  lastUuid = uuid;
+  return lastUuidBytes;
 }
 
 // Rows come in time order, so the local date of one row is nearly always that of the row before

@@ -192,6 +192,30 @@ describe('small payloads processed by the group commit that stores them', () => 
     await h.service.stop();
   });
 
+  test('the store lets go of a small payload\'s parsed tree once its rows are built; a payload of 1 MiB or more keeps it', { timeout: 60_000 }, async () => {
+    const h = await harness('tree', true);
+    const raw = new RawIngestionStore(pool, {
+      maxBatchBytes: 8 * 1024 * 1024,
+      inCommit: new InCommitProcessor({ pool: groupCommitDb.groupCommitPool, partitions, limits: defaultLimits, metrics: h.metrics, logger: log }),
+    });
+    const small = steps([point(2025, 8, 8, 0, 4)]);
+    const large = steps(Array.from({ length: 12_000 }, (_, i) => point(2025, 8, 9, i % 1_440, i, `Watch ${'x'.repeat(40)} ${Math.floor(i / 1_440)}`)));
+    assert.ok(Buffer.byteLength(large) >= 1024 * 1024);
+    const sha = (body: string) => createHash('sha256').update(body).digest();
+    const smallJson = { value: JSON.parse(small) as unknown, mayContainNul: false };
+    const largeJson = { value: JSON.parse(large) as unknown, mayContainNul: false };
+    try {
+      const [smallStored, largeStored] = await Promise.all([raw.store(request(h, small), sha(small), smallJson), raw.store(request(h, large), sha(large), largeJson)]);
+      assert.equal(smallJson.value, undefined, 'the small payload\'s tree is let go');
+      assert.ok(smallStored.processed, 'and the payload was processed by the statement that stored it');
+      assert.deepEqual(largeJson.value, JSON.parse(large), 'the large payload keeps its tree for processing after the commit');
+      assert.equal(largeStored.processed, undefined);
+      assert.equal(largeStored.status, 'received');
+    } finally {
+      await h.service.stop();
+    }
+  });
+
   test('a re-sent payload whose rows displace another payload of its group: the group is stored plainly, the result is the same', async () => {
     const h = await harness('displace', true);
     const old = steps([point(2025, 5, 3, 0, 1), point(2025, 5, 3, 1, 2)]);

@@ -37,15 +37,12 @@ export class SampleBatch {
     this.#userIds = userIds;
     this.#jobs = parsed.map(jobsOf);
     this.#tables = this.#jobs.length === 0 ? [] : this.#jobs[0]!.map((j) => j.table);
-    this.#rowsByTable = this.#tables.map((table, t) =>
-      newestPerKey(
-        table,
-        this.#jobs.flatMap((jobs, p) => jobs[t]!.rows.map((row) => ({ payload: p + 1, row }))),
-        userIds,
-        order,
-        this.#displacing,
-      ),
-    );
+    // A group commit builds one batch per few milliseconds, and most of its tables are empty.
+    this.#rowsByTable = this.#tables.map((table, t) => {
+      const rows: BatchRow<unknown>[] = [];
+      for (let p = 0; p < this.#jobs.length; p++) for (const row of this.#jobs[p]![t]!.rows) rows.push({ payload: p + 1, row });
+      return rows.length === 0 ? rows : newestPerKey(table, rows, userIds, order, this.#displacing);
+    });
   }
 
   /** Whether a row of payload `p` (0-based) took the place of another payload's row with the same key. */

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import crypto from 'node:crypto';
 import type pg from 'pg';
 import type {
   AcceptOutcome,
@@ -644,8 +644,13 @@ function duplicateResult(stored: StoredRaw): ProcessingResult {
 }
 
 /** The digest raw_ingestions keeps each user's payloads unique by. */
+// crypto.hash (Node 20.12 and later) digests a small buffer in one call, about twice as fast as
+// a Hash object; Node's documentation keeps larger inputs on createHash.
+const oneShotHash = typeof crypto.hash === 'function' ? crypto.hash : undefined;
+
 function sha256Of(body: Buffer): Buffer {
-  return createHash('sha256').update(body).digest();
+  if (oneShotHash && body.length < SMALL_PAYLOAD_BYTES) return oneShotHash('sha256', body, 'buffer');
+  return crypto.createHash('sha256').update(body).digest();
 }
 
 /** Small, and not refused before (such a payload is retried alone). */

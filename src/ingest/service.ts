@@ -643,11 +643,11 @@ function duplicateResult(stored: StoredRaw): ProcessingResult {
   };
 }
 
-/** The digest raw_ingestions keeps each user's payloads unique by. */
 // crypto.hash (Node 20.12 and later) digests a small buffer in one call, about twice as fast as
 // a Hash object; Node's documentation keeps larger inputs on createHash.
 const oneShotHash = typeof crypto.hash === 'function' ? crypto.hash : undefined;
 
+/** The digest raw_ingestions keeps each user's payloads unique by. */
 function sha256Of(body: Buffer): Buffer {
   if (oneShotHash && body.length < SMALL_PAYLOAD_BYTES) return oneShotHash('sha256', body, 'buffer');
   return crypto.createHash('sha256').update(body).digest();

@@ -5,14 +5,14 @@ import pg from 'pg';
 import type { IngestRequest } from '../broker/types.js';
 import { defaultLimits } from '../src/hae/limits.js';
 import { BatchProcessor, MAX_BATCH_PAYLOADS, MAX_BATCH_ROWS, SMALL_PAYLOAD_BYTES } from '../src/ingest/batch-processor.js';
-import { PayloadProcessor } from '../src/ingest/processor.js';
 import { RawIngestionStore } from '../src/ingest/raw-store.js';
-import { IngestService } from '../src/ingest/service.js';
+import type { IngestService } from '../src/ingest/service.js';
 import { createLogger } from '../src/log.js';
 import { Metrics } from '../src/metrics.js';
 import { PartitionManager } from '../src/store/partitions.js';
 import { waitFor } from './helpers/app.js';
 import { createMigratedDatabase, refuseQuantity, type TestDatabase } from './helpers/database.js';
+import { batchingIngestService } from './helpers/ingest-service.js';
 
 const log = createLogger('silent');
 const MAX_ATTEMPTS = 2;
@@ -46,15 +46,7 @@ interface Harness {
 function harness(): Harness {
   const metrics = new Metrics();
   const raw = new RawIngestionStore(pool, { maxBatchBytes: 8 * 1024 * 1024 });
-  const service = new IngestService({
-    pool,
-    raw,
-    processor: new PayloadProcessor({ pool, partitions, chunkRows: 20_000, limits: defaultLimits }),
-    batches: new BatchProcessor({ pool, partitions, chunkRows: 20_000, limits: defaultLimits }),
-    logger: log,
-    metrics,
-    options: { maxAttempts: MAX_ATTEMPTS, retryBaseMs: 20, maxQueuedBytes: 256 * 1024 * 1024 },
-  });
+  const service = batchingIngestService({ pool, partitions, raw, metrics, maxAttempts: MAX_ATTEMPTS });
   return { service, metrics, raw };
 }
 

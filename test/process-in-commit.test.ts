@@ -4,11 +4,9 @@ import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import type { AcceptOutcome, IngestRequest, ProcessingResult } from '../broker/types.js';
 import { defaultLimits } from '../src/hae/limits.js';
-import { BatchProcessor } from '../src/ingest/batch-processor.js';
 import { InCommitProcessor } from '../src/ingest/process-in-commit.js';
-import { PayloadProcessor } from '../src/ingest/processor.js';
 import { RawIngestionStore } from '../src/ingest/raw-store.js';
-import { IngestService } from '../src/ingest/service.js';
+import type { IngestService } from '../src/ingest/service.js';
 import { createLogger } from '../src/log.js';
 import { Metrics } from '../src/metrics.js';
 import { PartitionManager, partitionedTables } from '../src/store/partitions.js';
@@ -16,6 +14,7 @@ import { Database } from '../src/store/pool.js';
 import { allTypesPayload } from './helpers/all-types-payload.js';
 import { waitFor } from './helpers/app.js';
 import { createMigratedDatabase, refuseQuantity, type TestDatabase } from './helpers/database.js';
+import { batchingIngestService } from './helpers/ingest-service.js';
 import { readFixture } from './helpers/fixtures.js';
 
 const log = createLogger('silent');
@@ -60,15 +59,7 @@ async function harness(name: string, inCommit: boolean, groupCommitPool = groupC
     maxBatchBytes: 8 * 1024 * 1024,
     ...(inCommit && { inCommit: new InCommitProcessor({ pool: groupCommitPool, partitions, limits: defaultLimits, metrics, logger: log }) }),
   });
-  const service = new IngestService({
-    pool,
-    raw,
-    processor: new PayloadProcessor({ pool, partitions, chunkRows: 20_000, limits: defaultLimits }),
-    batches: new BatchProcessor({ pool, partitions, chunkRows: 20_000, limits: defaultLimits }),
-    logger: log,
-    metrics,
-    options: { maxAttempts: 2, retryBaseMs: 20, maxQueuedBytes: 256 * 1024 * 1024 },
-  });
+  const service = batchingIngestService({ pool, partitions, raw, metrics, maxAttempts: 2 });
   await service.start();
   return { service, metrics, userId, keyId };
 }

@@ -265,6 +265,31 @@ describe('large bodies are parsed in pieces', () => {
     }
   });
 
+  test('pieces decoded as Latin-1 give JSON.parse\'s value: UTF-8 text, invalid bytes, escapes, keys (order included)', () => {
+    const raw = (text: string): Buffer => Buffer.from(text, 'latin1');
+    // Each string below is written byte by byte (Latin-1 = the bytes); JSON.parse gets them as UTF-8.
+    const member = raw(
+      '{"k\xC3\xA9y":"caf\xC3\xA9","\xFF":1,"\xFE":2,"plain":"x","a":"\xC3\\"x","b":"x\\n\xA9",' +
+        '"__proto__":{"\xC3\xA9":["\xE2\x80\x99",{"\xF0\x9F\x98\x80":"\xF0\x9F\x98"}]},' +
+        '"arr":["\xC3","\xC3\xA9",1,null,true,{"x":"\xE2\x80"},[["\xC2\xB5"]]]}',
+    );
+    // `\u00e9` and a raw é look the same once decoded as Latin-1: stretches with `\u` are decoded as UTF-8.
+    const escaped = raw('{"c":"\\u00e9 = \xC3\xA9","\\u00fc\xC3\xBC":"both"}');
+    const items = Array.from({ length: 40 }, (_, i) => raw(i % 3 === 0 ? `{"source":"Anna\xE2\x80\x99s","i":${i}}` : i % 3 === 1 ? `"\\u2019 ${i}"` : `{"n":${i}}`));
+    const body = Buffer.concat([raw('{"m":'), member, raw(',"u":'), escaped, raw(',"items":['), Buffer.concat(items.flatMap((b, i) => (i ? [raw(','), b] : [b]))), raw('],"tail":"\xC3\xA9"}')]);
+    const expected: unknown = JSON.parse(body.toString('utf8'));
+    for (const pieceBytes of [1, 7, 64, 300, 4096, 1 << 20]) {
+      const parsed = parseJsonInPieces(body, 0, pieceBytes);
+      assert.ok(parsed && 'value' in parsed, `piece size ${pieceBytes}`);
+      assert.deepEqual(parsed.value, expected, `piece size ${pieceBytes}`);
+      // Key order and the place of a key given twice (both invalid bytes become U+FFFD) are JSON.parse's.
+      assert.equal(JSON.stringify(parsed.value), JSON.stringify(expected), `piece size ${pieceBytes}`);
+      const m = (parsed.value as { m: object }).m;
+      assert.ok(Object.hasOwn(m, '__proto__'), '__proto__ stays an own key');
+      assert.equal(Object.getPrototypeOf(m), Object.prototype);
+    }
+  });
+
   test('parsed while the event loop runs: the same value, with turns of the loop between pieces', async () => {
     const text = JSON.stringify(tricky);
     const body = Buffer.from(text);

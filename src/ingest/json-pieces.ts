@@ -1,5 +1,6 @@
 import { setImmediate } from 'node:timers/promises';
 import { stringTooLong, tooDeep, type JsonLimits, type JsonLimitViolation } from './json-limits.js';
+import { Latin1Json } from './latin1-json.js';
 
 /** The parsed value, or the first JSON limit the body crosses (when limits were given). */
 export type PiecesOutcome = { value: unknown } | { overLimit: JsonLimitViolation };
@@ -10,7 +11,8 @@ export type PiecesOutcome = { value: unknown } | { overLimit: JsonLimitViolation
  * Latin-1 (Health Auto Export's source names hold U+2019), next to the bytes and the parsed tree.
  *
  * Only the outline of the big containers is walked here; every run of array elements, member
- * value or key of up to `pieceBytes` is decoded and handed to JSON.parse, which checks it. The
+ * value or key of up to `pieceBytes` is decoded (as Latin-1 where that gives the same value:
+ * latin1-json.ts) and handed to JSON.parse, which checks it. The
  * result is the value JSON.parse would give (a `__proto__` key stays an own property). On
  * anything unexpected it returns `undefined`, and the caller parses the whole body the usual
  * way, which also finds the error and its position.
@@ -73,6 +75,8 @@ const isSpace = (b: number | undefined): boolean => b === 0x20 || b === 0x0a || 
 const isContainer = (b: number | undefined): boolean => b === OPEN_BRACE || b === OPEN_BRACKET;
 
 class PieceReader {
+  readonly #json = new Latin1Json();
+
   constructor(
     private readonly buf: Buffer,
     private readonly pieceBytes: number,
@@ -100,7 +104,7 @@ class PieceReader {
   }
 
   private parse(from: number, to: number): unknown {
-    return JSON.parse(this.buf.toString('utf8', from, to));
+    return this.#json.parse(this.buf, from, to);
   }
 
   /** The array opening at i, itself at nesting `depth`. */
@@ -110,7 +114,7 @@ class PieceReader {
     let runEnd = -1;
     const flush = (): void => {
       if (runStart < 0) return;
-      const items = JSON.parse(`[${this.buf.toString('utf8', runStart, runEnd)}]`) as unknown[];
+      const items = this.#json.parse(this.buf, runStart, runEnd, true) as unknown[];
       for (const item of items) out.push(item);
       runStart = -1;
     };

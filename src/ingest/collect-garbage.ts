@@ -21,6 +21,20 @@ export function collectGarbage(): boolean {
   return true;
 }
 
+/**
+ * A counter for points released from a parsed tree (ParseOptions.onInputReleased) that runs a
+ * full collection each time `points` more have been released.
+ */
+export function collectAfterPoints(points: number): (released: number) => void {
+  let pending = 0;
+  return (released) => {
+    pending += released;
+    if (pending < points) return;
+    pending = 0;
+    collectGarbage();
+  };
+}
+
 function exposeGc(): (() => void) | null {
   const existing = (globalThis as { gc?: unknown }).gc;
   if (typeof existing === 'function') return existing as () => void;

@@ -42,6 +42,7 @@ export interface PayloadInput {
   json: unknown;
   mayContainNul: boolean;
   onRowsBuilt?: () => void;
+  onInputReleased?: (points: number) => void;
   /**
    * Write rows while the rest of the payload is parsed (worth it for large payloads): the
    * metrics' rows go to the database chunk by chunk as they are read, and PostgreSQL inserts
@@ -184,7 +185,7 @@ export class PayloadProcessor {
   async processPayload(ingestionId: string, userId: string, payload: PayloadInput): Promise<ProcessedPayload> {
     const json = payload.json;
     payload.json = undefined;
-    const options = { limits: this.#limits, mayContainNul: payload.mayContainNul, releaseInput: true };
+    const options = { limits: this.#limits, mayContainNul: payload.mayContainNul, releaseInput: true, onInputReleased: payload.onInputReleased };
     if (payload.writeWhileParsing) return this.#processWhileParsing(ingestionId, userId, json, options, payload.onRowsBuilt);
     const parsed = parseHaePayload(json, options);
     payload.onRowsBuilt?.();

@@ -13,7 +13,7 @@ import type { Component } from '../lifecycle.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { MAX_BATCH_BYTES, MAX_BATCH_PAYLOADS, SMALL_PAYLOAD_BYTES, type BatchItem, type BatchProcessor } from './batch-processor.js';
-import { collectGarbage } from './collect-garbage.js';
+import { collectAfterPoints, collectGarbage } from './collect-garbage.js';
 import { mayContainNul, parseJsonBody, parseJsonBodyYielding, parseStoredJson, type JsonParseOutcome } from './json-body.js';
 import { DEFAULT_JSON_LIMITS, type JsonLimits } from './json-limits.js';
 import type { InCommitOutcome } from './process-in-commit.js';
@@ -40,6 +40,8 @@ const WRITE_WHILE_PARSING_BYTES = 8 * 1024 * 1024;
 export const DEFAULT_MAX_QUEUED_PAYLOADS = 4 * MAX_BATCH_PAYLOADS;
 /** While the backlog holds less than this, small payloads wait as parsed trees (~10× the bytes). */
 const SMALL_TREES_QUEUED_BYTES = 2 * 1024 * 1024;
+/** About 50–60 MB of parsed tree: one full collection (~0.1–0.2 s) per this many points read. */
+const RELEASED_POINTS_PER_COLLECTION = 250_000;
 
 export type ProcessedOutcome = ProcessingResult | { ingestionId: string; error: string };
 
@@ -439,9 +441,9 @@ export class IngestService implements IngestSink, Component {
       const large = job.bytes >= LARGE_PAYLOAD_BYTES;
       if (large) {
         collectGarbage();
-        // No collections while the tree is taken apart: since its strings are shared
-        // (latin1-json.ts) the 100 MB peaks stay under ~490 MiB without them, and the bulk
-        // export is ~8 % faster (docs/performance.md).
+        // The tree shrinks while its rows are built: reclaimed on the way, not only at the end,
+        // so the tree and all the rows are never resident at once (a 100 MB payload peaked there).
+        input.onInputReleased = collectAfterPoints(RELEASED_POINTS_PER_COLLECTION);
         input.onRowsBuilt = collectGarbage;
       }
       const processed = await this.#processor.processPayload(job.ingestionId, job.userId, input);

@@ -43,18 +43,15 @@ export class Latin1Json {
     return latin1 && !ascii ? this.#restore(value) : value;
   }
 
+  /** The value with its text restored: the same value (objects changed in place) unless it is a string to restore or an object with a key to restore. */
   #restore(value: unknown): unknown {
     if (typeof value === 'string') return FROM_HIGH_BYTE.test(value) ? this.#string(value) : value;
     if (value === null || typeof value !== 'object') return value;
     if (Array.isArray(value)) {
       for (let i = 0; i < value.length; i++) {
         const item: unknown = value[i];
-        if (typeof item === 'string') {
-          if (FROM_HIGH_BYTE.test(item)) value[i] = this.#string(item);
-        } else if (typeof item === 'object' && item !== null) {
-          const restored = this.#restore(item);
-          if (restored !== item) value[i] = restored;
-        }
+        const restored = this.#restore(item);
+        if (restored !== item) value[i] = restored;
       }
       return value;
     }
@@ -64,12 +61,8 @@ export class Latin1Json {
     for (const key in object) {
       if (FROM_HIGH_BYTE.test(key)) keyToRestore = true;
       const item = object[key];
-      if (typeof item === 'string') {
-        if (FROM_HIGH_BYTE.test(item)) setOwn(object, key, this.#string(item));
-      } else if (typeof item === 'object' && item !== null) {
-        const restored = this.#restore(item);
-        if (restored !== item) setOwn(object, key, restored);
-      }
+      const restored = this.#restore(item);
+      if (restored !== item) setOwn(object, key, restored);
     }
     return keyToRestore ? this.#withRestoredKeys(object) : object;
   }

@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { createHash } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import { allFixtures, expectedCounts, readFixture, sampleTableByLabel as tables } from './helpers/fixtures.js';
-import { count, startTestApp, type TestApp } from './helpers/app.js';
+import { count, startTestApp, waitFor, type TestApp } from './helpers/app.js';
 import { defaultLimits } from '../src/hae/limits.js';
 import { PayloadProcessor } from '../src/ingest/processor.js';
 import { createLogger } from '../src/log.js';
 import { PartitionManager } from '../src/store/partitions.js';
+import { readStoredPayloads } from '../src/store/payload-encoding.js';
 
 interface IngestAnswer {
   ingestionId: string;
@@ -269,11 +271,17 @@ describe('a body of 8 MiB or more is stored while its JSON is parsed', () => {
     const answer = (await res.json()) as IngestAnswer;
     assert.equal(answer.duplicatePayload, false);
     assert.equal(answer.counts.quantity?.inserted, points);
-    const stored = await t.sql.query<{ size_bytes: number; same: boolean; status: string }>(
-      `SELECT size_bytes, payload = convert_to($1, 'UTF8') AS same, status FROM raw_ingestions`,
-      [text],
+    // Stored brotli-compressed (migration 0006): the bytes sent come back, with their size and sha256.
+    const stored = await t.sql.query<{ id: string; size_bytes: number; stored_bytes: number; payload_encoding: string; sha256: Buffer; status: string }>(
+      `SELECT id::text, size_bytes, length(payload) AS stored_bytes, payload_encoding, sha256, status FROM raw_ingestions`,
     );
-    assert.deepEqual(stored.rows, [{ size_bytes: Buffer.byteLength(text), same: true, status: 'processed' }]);
+    assert.equal(stored.rows.length, 1);
+    const row = stored.rows[0]!;
+    assert.deepEqual({ size: row.size_bytes, encoding: row.payload_encoding, status: row.status }, { size: Buffer.byteLength(text), encoding: 'br', status: 'processed' });
+    assert.ok(row.stored_bytes < row.size_bytes / 4, `${row.stored_bytes} bytes stored for ${row.size_bytes}`);
+    const payload = (await readStoredPayloads(t.sql, [row.id])).get(row.id);
+    assert.ok(payload?.equals(Buffer.from(text)), 'the stored payload decodes to the bytes sent');
+    assert.ok(createHash('sha256').update(payload!).digest().equals(row.sha256));
     assert.equal(await count(t.sql, 'quantity_samples'), points);
     const again = await post(text);
     assert.equal(again.status, 200);
@@ -289,5 +297,24 @@ describe('a body of 8 MiB or more is stored while its JSON is parsed', () => {
     for (const res of answers) assert.equal(((await res.json()) as IngestAnswer).duplicatePayload, false);
     assert.equal(await count(t.sql, 'raw_ingestions'), 5);
     assert.equal(await count(t.sql, 'raw_ingestions', `status = 'processed'`), 5);
+    assert.equal(await count(t.sql, 'raw_ingestions', `payload_encoding = 'br'`), 5);
+  });
+
+  test('a compressed payload left unprocessed is read back and processed at the next start', async () => {
+    // As after a crash between the acknowledgement and the processing: the payload is only stored.
+    await t.sql.query(`TRUNCATE quantity_samples`);
+    await t.sql.query(`UPDATE raw_ingestions SET status = 'received', counts = NULL, processed_at = NULL WHERE payload_encoding = 'br'`);
+    const next = await startTestApp({ HTTP_MAX_BODY_BYTES: String(32 * 1024 * 1024) }, { database: t.db });
+    try {
+      await waitFor(async () => (await count(t.sql, 'raw_ingestions', `status = 'received'`)) === 0, 60_000, 'processing of the stored payloads');
+      assert.equal(await count(t.sql, 'raw_ingestions', `status = 'processed'`), 5);
+      // Five payloads of the same points, differing only in the first one's qty: processed in
+      // arrival order, the last one's value stands.
+      assert.equal(await count(t.sql, 'quantity_samples'), points);
+      assert.equal(await count(t.sql, 'quantity_samples', `qty = 4000000`), 1);
+      assert.equal(await count(t.sql, 'quantity_samples', `qty = 0`), 0);
+    } finally {
+      await next.close();
+    }
   });
 });

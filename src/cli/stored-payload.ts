@@ -4,6 +4,7 @@ import { parseJsonBody } from '../ingest/json-body.js';
 import { PayloadProcessor, type ProcessedPayload } from '../ingest/processor.js';
 import type { Logger } from '../log.js';
 import { PartitionManager } from '../store/partitions.js';
+import { readStoredPayloads } from '../store/payload-encoding.js';
 import { errorMessage } from '../errors.js';
 
 export type RunOutcome = { ok: true; processed: ProcessedPayload } | { ok: false; error: string };
@@ -41,9 +42,9 @@ export class StoredPayloadRunner {
   }
 
   async #load(ingestionId: string): Promise<unknown> {
-    const { rows } = await this.#pool.query<{ payload: Buffer }>('SELECT payload FROM raw_ingestions WHERE id = $1', [ingestionId]);
-    if (!rows[0]) throw new Error(`raw ingestion ${ingestionId} does not exist`);
-    const parsed = parseJsonBody(rows[0].payload);
+    const payload = (await readStoredPayloads(this.#pool, [ingestionId])).get(ingestionId);
+    if (!payload) throw new Error(`raw ingestion ${ingestionId} does not exist`);
+    const parsed = parseJsonBody(payload);
     if (!parsed.ok) throw new Error(`stored payload is not valid JSON: ${parsed.message}`);
     return parsed.value;
   }

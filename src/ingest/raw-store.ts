@@ -3,6 +3,7 @@ import type { IngestRequest } from '../../broker/types.js';
 import type { ParsedPayload } from '../hae/types.js';
 import { storableText } from '../storable-text.js';
 import { BinaryArrayWriter, type ElementType } from '../store/binary-array.js';
+import { encodePayload } from '../store/payload-encoding.js';
 import { inTransactions } from '../store/pool.js';
 import { queryWithoutCopy, type ZeroCopyParam } from '../store/zero-copy-query.js';
 import { SMALL_PAYLOAD_BYTES } from './batch-processor.js';
@@ -41,9 +42,9 @@ interface Pending {
   reject: (err: unknown) => void;
 }
 
-// 12 bind parameters per row: 1,000 rows stay far below PostgreSQL's 65,535 limit.
+// 13 bind parameters per row (large rows): 1,000 rows stay far below PostgreSQL's 65,535 limit.
 const MAX_ROWS_PER_COMMIT = 1_000;
-const COLUMNS = 12;
+const COLUMNS = 13;
 // Sample rows of payloads processed in one group commit; past it, the rest waits for the next group.
 const MAX_IN_COMMIT_ROWS = 50_000;
 // From this size a body is written to the socket as it is instead of being copied into pg's Bind
@@ -211,14 +212,18 @@ export class RawIngestionStore {
     }
   }
 
-  /** A large body goes to the socket as it is (zero-copy-query.ts); these batches are few, so planning each costs nothing. */
+  /**
+   * A large body goes to the socket as it is (zero-copy-query.ts), compressed from
+   * COMPRESSED_FROM_BYTES on (payload-encoding.ts); these batches are few, so planning each costs nothing.
+   */
   async #insertLarge(rows: RawRow[], db: pg.Pool | pg.ClientBase = this.#pool): Promise<ReturnedRow[]> {
+    const encoded = await Promise.all(rows.map((row) => encodePayload(row[6])));
     const values: ZeroCopyParam[] = [];
     const tuples = rows.map((row, i) => {
-      values.push(...row.slice(0, 10), row[9], 'received');
+      values.push(...row.slice(0, 6), encoded[i]!.bytes, ...row.slice(7, 10), row[9], 'received', encoded[i]!.encoding);
       return `(${Array.from({ length: COLUMNS }, (_, c) => `$${i * COLUMNS + c + 1}`).join(', ')})`;
     });
-    const sql = `INSERT INTO raw_ingestions AS r (${INSERTED_COLUMNS}, last_received_at, status)
+    const sql = `INSERT INTO raw_ingestions AS r (${INSERTED_COLUMNS}, last_received_at, status, payload_encoding)
        VALUES ${tuples.join(', ')}
        ${ON_CONFLICT}`;
     const { rows: returned } = await queryWithoutCopy<ReturnedRow>(db, sql, values);

@@ -22,6 +22,7 @@ import type { DatabaseOutage } from './outage.js';
 import type { ParsedJson, RawIngestionStore, StoredRaw } from './raw-store.js';
 import type { SpoolMetrics } from './spool-metrics.js';
 import { SpoolFullError, type Spool } from './spool.js';
+import { readStoredPayloads } from '../store/payload-encoding.js';
 
 /** From this size on, memory is reclaimed at once after each stage of processing (collect-garbage.ts). */
 const LARGE_PAYLOAD_BYTES = 32 * 1024 * 1024;
@@ -542,8 +543,7 @@ export class IngestService implements IngestSink, Component {
     const missing = jobs.filter((j) => !j.hasJson && !j.body).map((j) => j.ingestionId);
     const loaded = new Map<string, Buffer>();
     if (missing.length > 0) {
-      const { rows } = await this.#pool.query<{ id: string; payload: Buffer }>('SELECT id, payload FROM raw_ingestions WHERE id = ANY($1::int8[])', [missing]);
-      for (const row of rows) loaded.set(String(row.id), row.payload);
+      for (const [id, payload] of await readStoredPayloads(this.#pool, missing)) loaded.set(id, payload);
     }
     return jobs.map((job) => {
       const base = { ingestionId: job.ingestionId, userId: job.userId };
@@ -594,9 +594,9 @@ export class IngestService implements IngestSink, Component {
   }
 
   async #loadPayload(ingestionId: string): Promise<{ json: unknown; mayContainNul: boolean }> {
-    const { rows } = await this.#pool.query<{ payload: Buffer }>('SELECT payload FROM raw_ingestions WHERE id = $1', [ingestionId]);
-    if (!rows[0]) throw new Error(`raw ingestion ${ingestionId} does not exist`);
-    return parseStoredJson(rows[0].payload);
+    const payload = (await readStoredPayloads(this.#pool, [ingestionId])).get(ingestionId);
+    if (!payload) throw new Error(`raw ingestion ${ingestionId} does not exist`);
+    return parseStoredJson(payload);
   }
 
   /** Waits until the processing queue is empty, or the deadline passes. */

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { COMPRESSED_FROM_BYTES, decodePayload, encodePayload } from '../src/store/payload-encoding.js';
 
@@ -18,6 +19,13 @@ describe('stored payload encoding', () => {
     assert.equal(compressed.encoding, 'br');
     assert.ok(compressed.bytes.length < large.length / 4, `${compressed.bytes.length} bytes for ${large.length}`);
     assert.ok(decodePayload(compressed.bytes, compressed.encoding).equals(large));
+  });
+
+  test('bytes that do not compress are stored as sent', async () => {
+    const random = randomBytes(COMPRESSED_FROM_BYTES);
+    const kept = await encodePayload(random);
+    assert.equal(kept.encoding, 'identity');
+    assert.equal(kept.bytes, random);
   });
 
   test('an encoding it does not know is an error, not bytes passed on', () => {

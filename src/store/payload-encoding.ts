@@ -12,6 +12,9 @@ export type PayloadEncoding = 'identity' | 'br';
  */
 export const COMPRESSED_FROM_BYTES = 8 * 1024 * 1024;
 
+/** Compressed bytes are stored only when they save at least an eighth. */
+const KEPT_COMPRESSED_RATIO = 7 / 8;
+
 const brotliCompress = promisify(zlib.brotliCompress);
 
 /**
@@ -38,6 +41,9 @@ export async function encodePayload(body: Buffer): Promise<{ bytes: Buffer; enco
       [zlib.constants.BROTLI_PARAM_SIZE_HINT]: body.length,
     },
   });
+  // Bytes that do not compress (not what Health Auto Export sends, but a body may be anything) are
+  // kept as sent: readable with SQL, and no decompression to read them back.
+  if (bytes.length > body.length * KEPT_COMPRESSED_RATIO) return { bytes: body, encoding: 'identity' };
   return { bytes, encoding: 'br' };
 }
 

@@ -309,10 +309,12 @@ describe('a body of 8 MiB or more is stored while its JSON is parsed', () => {
       await waitFor(async () => (await count(t.sql, 'raw_ingestions', `status = 'received'`)) === 0, 60_000, 'processing of the stored payloads');
       assert.equal(await count(t.sql, 'raw_ingestions', `status = 'processed'`), 5);
       // Five payloads of the same points, differing only in the first one's qty: processed in
-      // arrival order, the last one's value stands.
+      // arrival order (ingestion id), the newest one's value stands.
       assert.equal(await count(t.sql, 'quantity_samples'), points);
-      assert.equal(await count(t.sql, 'quantity_samples', `qty = 4000000`), 1);
-      assert.equal(await count(t.sql, 'quantity_samples', `qty = 0`), 0);
+      const newest = (await t.sql.query<{ id: string }>(`SELECT max(id)::text AS id FROM raw_ingestions`)).rows[0]!.id;
+      const newestFirstQty = (JSON.parse((await readStoredPayloads(t.sql, [newest])).get(newest)!.toString()) as { data: { metrics: Array<{ data: Array<{ qty: number }> }> } }).data.metrics[0]!.data[0]!.qty;
+      const first = await t.sql.query<{ qty: number; ingestion_id: string }>(`SELECT qty, ingestion_id::text FROM quantity_samples ORDER BY start_time LIMIT 1`);
+      assert.deepEqual(first.rows, [{ qty: newestFirstQty, ingestion_id: newest }]);
     } finally {
       await next.close();
     }

@@ -5,7 +5,7 @@ import type { Duplex } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
 import { createServer as createTlsServer, type SecureContextOptions, type Server as TlsServer } from 'node:tls';
 import { Aedes, type AedesOptions, type AuthenticateError, type Client, type Connection } from 'aedes';
-import { WebSocketServer, createWebSocketStream, type WebSocket } from 'ws';
+import { WebSocketServer, type WebSocket } from 'ws';
 import type { Component } from '../src/lifecycle.js';
 import type { Logger } from '../src/log.js';
 import type { Metrics } from '../src/metrics.js';
@@ -18,6 +18,7 @@ import { PacketSizeGuard, guardStream, type PacketSizeViolation } from './packet
 import { PublishThrottle } from './publish-throttle.js';
 import { DEFAULT_MAX_INFLIGHT_PER_CLIENT, limitPublishesPerClient } from './publish-window.js';
 import { DEFAULT_KEEPALIVE_BOUNDS, applySessionPolicy, type KeepaliveBounds } from './session-policy.js';
+import { mqttWebSocketStream } from './websocket-stream.js';
 import { StatusSubscribers } from './status-subscribers.js';
 import { StatusChannel, ingestFilterProblems } from './status-topic.js';
 import { compileTopicFilterList } from './topic-filter.js';
@@ -416,7 +417,7 @@ export class MqttBroker implements Component {
   }
 
   private attachWebSocket(ws: WebSocket, req: IncomingMessage, info: ConnectionInfo): void {
-    const stream = createWebSocketStream(ws);
+    const stream = mqttWebSocketStream(ws);
     // info.remoteAddress is what the HTTP server resolved (TRUST_PROXY), not always the TCP peer.
     this.attach(stream, req.socket, info, req);
   }

@@ -541,10 +541,7 @@ export class IngestService implements IngestSink, Component {
   async #batchItems(jobs: Job[]): Promise<BatchItem[]> {
     // Payloads resumed at start (or after an outage) have neither tree nor bytes in memory.
     const missing = jobs.filter((j) => !j.hasJson && !j.body).map((j) => j.ingestionId);
-    const loaded = new Map<string, Buffer>();
-    if (missing.length > 0) {
-      for (const [id, payload] of await readStoredPayloads(this.#pool, missing)) loaded.set(id, payload);
-    }
+    const loaded = missing.length > 0 ? await readStoredPayloads(this.#pool, missing) : new Map<string, Buffer>();
     return jobs.map((job) => {
       const base = { ingestionId: job.ingestionId, userId: job.userId };
       if (job.hasJson) {

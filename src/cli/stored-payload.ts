@@ -4,7 +4,7 @@ import { parseJsonBody } from '../ingest/json-body.js';
 import { PayloadProcessor, type ProcessedPayload } from '../ingest/processor.js';
 import type { Logger } from '../log.js';
 import { PartitionManager } from '../store/partitions.js';
-import { readStoredPayloads } from '../store/payload-encoding.js';
+import { readStoredPayload } from '../store/payload-encoding.js';
 import { errorMessage } from '../errors.js';
 
 export type RunOutcome = { ok: true; processed: ProcessedPayload } | { ok: false; error: string };
@@ -42,9 +42,7 @@ export class StoredPayloadRunner {
   }
 
   async #load(ingestionId: string): Promise<unknown> {
-    const payload = (await readStoredPayloads(this.#pool, [ingestionId])).get(ingestionId);
-    if (!payload) throw new Error(`raw ingestion ${ingestionId} does not exist`);
-    const parsed = parseJsonBody(payload);
+    const parsed = parseJsonBody(await readStoredPayload(this.#pool, ingestionId));
     if (!parsed.ok) throw new Error(`stored payload is not valid JSON: ${parsed.message}`);
     return parsed.value;
   }

@@ -22,7 +22,7 @@ import type { DatabaseOutage } from './outage.js';
 import type { ParsedJson, RawIngestionStore, StoredRaw } from './raw-store.js';
 import type { SpoolMetrics } from './spool-metrics.js';
 import { SpoolFullError, type Spool } from './spool.js';
-import { readStoredPayloads } from '../store/payload-encoding.js';
+import { readStoredPayload, readStoredPayloads } from '../store/payload-encoding.js';
 
 /** From this size on, memory is reclaimed at once after each stage of processing (collect-garbage.ts). */
 const LARGE_PAYLOAD_BYTES = 32 * 1024 * 1024;
@@ -591,9 +591,7 @@ export class IngestService implements IngestSink, Component {
   }
 
   async #loadPayload(ingestionId: string): Promise<{ json: unknown; mayContainNul: boolean }> {
-    const payload = (await readStoredPayloads(this.#pool, [ingestionId])).get(ingestionId);
-    if (!payload) throw new Error(`raw ingestion ${ingestionId} does not exist`);
-    return parseStoredJson(payload);
+    return parseStoredJson(await readStoredPayload(this.#pool, ingestionId));
   }
 
   /** Waits until the processing queue is empty, or the deadline passes. */

@@ -62,3 +62,10 @@ export async function readStoredPayloads(db: pg.Pool | pg.ClientBase, ids: reado
   );
   return new Map(rows.map((row) => [row.id, decodePayload(row.payload, row.payload_encoding)]));
 }
+
+/** One raw ingestion's payload as it was sent; throws when there is no such ingestion. */
+export async function readStoredPayload(db: pg.Pool | pg.ClientBase, id: string): Promise<Buffer> {
+  const payload = (await readStoredPayloads(db, [id])).get(id);
+  if (!payload) throw new Error(`raw ingestion ${id} does not exist`);
+  return payload;
+}

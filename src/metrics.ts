@@ -68,6 +68,12 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly inCommitConflicts = new client.Counter({
+    name: 'self_sensored_ingest_in_commit_conflicts_total',
+    help: 'Groups of small payloads first written with plain inserts that met data already stored (re-sent or overlapping exports), and were written again with upserts',
+    registers: [this.registry],
+  });
+
   readonly inCommitFallbacks = new client.Counter({
     name: 'self_sensored_ingest_in_commit_fallbacks_total',
     help: 'Groups of small payloads stored without their samples (processed in the background instead), because the statement that stores and processes them together refused or failed',

@@ -4,7 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import type { AcceptOutcome, IngestRequest, ProcessingResult } from '../broker/types.js';
 import { defaultLimits } from '../src/hae/limits.js';
-import { InCommitProcessor } from '../src/ingest/process-in-commit.js';
+import { InCommitProcessor, UPSERT_AFTER_CONFLICT_MS } from '../src/ingest/process-in-commit.js';
 import { RawIngestionStore } from '../src/ingest/raw-store.js';
 import type { IngestService } from '../src/ingest/service.js';
 import { createLogger } from '../src/log.js';
@@ -50,14 +50,14 @@ interface Harness {
 }
 
 /** A user of its own and a service storing its payloads, processing small ones in the commit or (inCommit false) after it. */
-async function harness(name: string, inCommit: boolean, groupCommitPool = groupCommitDb.groupCommitPool): Promise<Harness> {
+async function harness(name: string, inCommit: boolean, groupCommitPool = groupCommitDb.groupCommitPool, now?: () => number): Promise<Harness> {
   const userId = String((await pool.query<{ id: string }>(`INSERT INTO users (name) VALUES ($1) RETURNING id`, [name])).rows[0]!.id);
   const keyId = randomUUID();
   await pool.query(`INSERT INTO api_keys (id, user_id, prefix, secret_hash) VALUES ($1, $2, $3, 'unused')`, [keyId, userId, name.slice(0, 8)]);
   const metrics = new Metrics();
   const raw = new RawIngestionStore(pool, {
     maxBatchBytes: 8 * 1024 * 1024,
-    ...(inCommit && { inCommit: new InCommitProcessor({ pool: groupCommitPool, partitions, limits: defaultLimits, metrics, logger: log }) }),
+    ...(inCommit && { inCommit: new InCommitProcessor({ pool: groupCommitPool, partitions, limits: defaultLimits, metrics, logger: log, ...(now && { now }) }) }),
   });
   const service = batchingIngestService({ pool, partitions, raw, metrics, maxAttempts: 2 });
   await service.start();
@@ -104,6 +104,11 @@ async function inCommitFallbacks(metrics: Metrics): Promise<number> {
   return (await metrics.inCommitFallbacks.get()).values[0]?.value ?? 0;
 }
 
+/** Groups whose insert-only statement met stored data and were upserted instead. */
+async function inCommitConflicts(metrics: Metrics): Promise<number> {
+  return (await metrics.inCommitConflicts.get()).values[0]?.value ?? 0;
+}
+
 /**
  * Everything stored for a user, with ingestion ids replaced by the payload's position in the
  * order of arrival (ids differ between users, the order they encode must not).
@@ -145,7 +150,14 @@ describe('small payloads processed by the group commit that stores them', () => 
     ];
     const answers: Record<string, unknown[]> = { fast: [], plain: [] };
     markers = 0;
-    for (const group of groups) answers.fast!.push(...(await sendGroup(fast, group)).map((a) => a.processed));
+    // Group 1 is new data, written with plain INSERTs; the re-send in group 2 fails them, and the
+    // user's later groups are upserted from then on.
+    const conflicts: number[] = [];
+    for (const group of groups) {
+      answers.fast!.push(...(await sendGroup(fast, group)).map((a) => a.processed));
+      conflicts.push(await inCommitConflicts(fast.metrics));
+    }
+    assert.deepEqual(conflicts, [0, 1, 1], 'insert-only, then one conflict, then upserts');
     markers = 0;
     for (const group of groups) answers.plain!.push(...(await sendGroup(plain, group)).map((a) => a.processed));
     assert.ok(await fast.service.drain(60_000));
@@ -282,11 +294,11 @@ describe('small payloads processed by the group commit that stores them', () => 
     await h.service.stop();
   });
 
-  test('the same bytes committed by another session while the statement runs: refused, stored as a re-receipt, no row without its payload', { timeout: 30_000 }, async () => {
-    // No lock timeout here: the statement waits for the other session's insert and sees its commit.
-    const waitingPool = new pg.Pool({ connectionString: db.url, max: 1 });
-    const h = await harness('race', true, waitingPool);
-    const body = steps([point(2025, 8, 7, 0, 3)]);
+  /**
+   * Commits `body` as a plain raw row from another session while `h` stores the same bytes: the
+   * group statement waits for that insert and sees its commit. Answers the outcome.
+   */
+  async function raceWithOtherSession(h: Harness, body: string): Promise<AcceptOutcome> {
     const other = await pool.connect();
     try {
       await other.query('BEGIN');
@@ -294,22 +306,96 @@ describe('small payloads processed by the group commit that stores them', () => 
         `INSERT INTO raw_ingestions (user_id, transport, payload, sha256, size_bytes, received_at, last_received_at) VALUES ($1, 'http', $2, $3, $4, now(), now())`,
         [h.userId, Buffer.from(body), createHash('sha256').update(body).digest(), Buffer.byteLength(body)],
       );
-      const before = await inCommitFallbacks(h.metrics);
       const accepted = h.service.accept(request(h, body));
       await new Promise((r) => setTimeout(r, 300));
       await other.query('COMMIT');
-      const outcome = await accepted;
-      assert.equal(await inCommitFallbacks(h.metrics), before + 1, 'the statement refused the group');
-      assert.equal(outcome.kind === 'stored' && outcome.duplicatePayload, true, 'a re-receipt of the committed row');
-      const orphans = await pool.query(`SELECT 1 FROM quantity_samples q WHERE q.user_id = $1 AND NOT EXISTS (SELECT 1 FROM raw_ingestions r WHERE r.id = q.ingestion_id)`, [h.userId]);
-      assert.equal(orphans.rowCount, 0, 'no sample row carries an ingestion id without its payload');
-      const { rows } = await pool.query<{ n: string }>(`SELECT receive_count::text AS n FROM raw_ingestions WHERE user_id = $1`, [h.userId]);
-      assert.deepEqual(rows, [{ n: '2' }]);
+      return await accepted;
     } finally {
       await other.query('ROLLBACK').catch(() => undefined);
       other.release();
+    }
+  }
+
+  async function assertOneReReceipt(h: Harness, outcome: AcceptOutcome, body: string): Promise<void> {
+    assert.equal(outcome.kind === 'stored' && outcome.duplicatePayload, true, 'a re-receipt of the committed row');
+    const orphans = await pool.query(`SELECT 1 FROM quantity_samples q WHERE q.user_id = $1 AND NOT EXISTS (SELECT 1 FROM raw_ingestions r WHERE r.id = q.ingestion_id)`, [h.userId]);
+    assert.equal(orphans.rowCount, 0, 'no sample row carries an ingestion id without its payload');
+    const { rows } = await pool.query<{ n: string }>(`SELECT receive_count::text AS n FROM raw_ingestions WHERE user_id = $1 AND sha256 = $2`, [h.userId, createHash('sha256').update(body).digest()]);
+    assert.deepEqual(rows, [{ n: '2' }]);
+  }
+
+  test('the same bytes committed by another session while the insert-only statement runs: it fails, the upsert stores a re-receipt, no row without its payload', { timeout: 30_000 }, async () => {
+    // No lock timeout here: the statement waits for the other session's insert and sees its commit.
+    const waitingPool = new pg.Pool({ connectionString: db.url, max: 1 });
+    const h = await harness('race-new', true, waitingPool);
+    try {
+      const body = steps([point(2025, 8, 7, 0, 3)]);
+      const [fallbacks, conflicts] = [await inCommitFallbacks(h.metrics), await inCommitConflicts(h.metrics)];
+      const outcome = await raceWithOtherSession(h, body);
+      assert.equal(await inCommitConflicts(h.metrics), conflicts + 1, 'the insert-only statement met the committed bytes');
+      assert.equal(await inCommitFallbacks(h.metrics), fallbacks, 'the upsert took the group');
+      await assertOneReReceipt(h, outcome, body);
+    } finally {
       await h.service.stop();
       await waitingPool.end();
     }
+  });
+
+  test('the same bytes committed by another session while the upsert runs: refused, stored as a re-receipt, no row without its payload', { timeout: 30_000 }, async () => {
+    const waitingPool = new pg.Pool({ connectionString: db.url, max: 1 });
+    const h = await harness('race-upsert', true, waitingPool);
+    try {
+      // A re-send puts the user's groups on the upsert.
+      const first = steps([point(2025, 8, 8, 0, 1)]);
+      await h.service.accept(request(h, first));
+      await h.service.accept(request(h, first));
+      const conflicts = await inCommitConflicts(h.metrics);
+      assert.equal(conflicts, 1);
+      const body = steps([point(2025, 8, 8, 1, 3)]);
+      const fallbacks = await inCommitFallbacks(h.metrics);
+      const outcome = await raceWithOtherSession(h, body);
+      assert.equal(await inCommitFallbacks(h.metrics), fallbacks + 1, 'the statement refused the group');
+      assert.equal(await inCommitConflicts(h.metrics), conflicts, 'no insert-only statement was tried');
+      await assertOneReReceipt(h, outcome, body);
+    } finally {
+      await h.service.stop();
+      await waitingPool.end();
+    }
+  });
+
+  test('new data overlapping stored keys: the insert-only statement writes nothing, the upsert updates; upserts for the user until the cool-down ends', { timeout: 30_000 }, async () => {
+    let clock = Date.now();
+    const h = await harness('overlap', true, groupCommitDb.groupCommitPool, () => clock);
+    const other = await harness('overlap-other', true, groupCommitDb.groupCommitPool, () => clock);
+    const first = await h.service.accept(request(h, steps([point(2025, 9, 1, 0, 10), point(2025, 9, 1, 1, 11)])));
+    assert.equal(first.kind, 'stored');
+    assert.equal(await inCommitConflicts(h.metrics), 0);
+    // Minute 1 again with a new value, minute 2 new: different bytes, one stored key.
+    const overlapping = await h.service.accept(request(h, steps([point(2025, 9, 1, 1, 12), point(2025, 9, 1, 2, 13)])));
+    assert.equal(await inCommitConflicts(h.metrics), 1, 'the insert-only statement met the stored key');
+    assert.equal(await inCommitFallbacks(h.metrics), 0);
+    assert.ok(overlapping.kind === 'stored');
+    assert.deepEqual(((await overlapping.processed) as ProcessingResult).counts.quantity, { received: 2, inserted: 1, updated: 1, unchanged: 0, rejected: 0 });
+    const { rows } = await pool.query<{ qty: number; n: string }>(
+      `SELECT qty, (SELECT count(*) FROM raw_ingestions r WHERE r.user_id = q.user_id)::text AS n FROM quantity_samples q WHERE user_id = $1 ORDER BY start_time`,
+      [h.userId],
+    );
+    assert.deepEqual(rows, [{ qty: 10, n: '2' }, { qty: 12, n: '2' }, { qty: 13, n: '2' }], 'the latest export wins; nothing of the failed statement is left');
+    // Within the cool-down this user's groups are upserted (no second conflict even when they overlap),
+    // while another user's still go insert-only.
+    await h.service.accept(request(h, steps([point(2025, 9, 1, 2, 14)])));
+    assert.equal(await inCommitConflicts(h.metrics), 1);
+    await other.service.accept(request(other, steps([point(2025, 9, 1, 2, 14)])));
+    assert.equal(await inCommitConflicts(other.metrics), 0, 'the other user is not held to the upsert');
+    await other.service.accept(request(other, steps([point(2025, 9, 1, 2, 15)])));
+    assert.equal(await inCommitConflicts(other.metrics), 1, 'until its own data overlaps');
+    // After the cool-down the user's overlapping data costs one more failed statement.
+    clock += UPSERT_AFTER_CONFLICT_MS;
+    await h.service.accept(request(h, steps([point(2025, 9, 1, 2, 16)])));
+    assert.equal(await inCommitConflicts(h.metrics), 2);
+    const latest = await pool.query<{ qty: number }>(`SELECT qty FROM quantity_samples WHERE user_id = $1 ORDER BY start_time DESC LIMIT 1`, [h.userId]);
+    assert.deepEqual(latest.rows, [{ qty: 16 }]);
+    await h.service.stop();
+    await other.service.stop();
   });
 });

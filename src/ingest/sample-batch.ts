@@ -82,6 +82,21 @@ export class SampleBatch {
     });
   }
 
+  /**
+   * Per payload, its counts when no key of the batch is stored yet: each row kept in the batch is
+   * inserted, and a row displaced by a later payload's row with the same key is unchanged.
+   */
+  countsIfAllNew(): Array<Record<string, TypeCounts>> {
+    const kept = this.#parsed.map(() => new Map<string, number>());
+    this.#tables.forEach((table, t) => {
+      for (const r of this.#rowsByTable[t]!) {
+        const byLabel = kept[r.payload - 1]!;
+        byLabel.set(table.label, (byLabel.get(table.label) ?? 0) + 1);
+      }
+    });
+    return this.countBases().map((base, p) => typeCountsOf(base, (label) => ({ inserted: kept[p]!.get(label) ?? 0, updated: 0 })));
+  }
+
   get rowCount(): number {
     return this.#rowsByTable.reduce((n, rows) => n + rows.length, 0);
   }
@@ -261,27 +276,42 @@ function batchUpsertSql<R>(table: SampleTable<R>): string {
   return sql;
 }
 
+/** Where a table's rows come from in a statement: see payloadRowsUpsertSql. */
+export interface PayloadRowsSource {
+  firstParam: number;
+  userId: string;
+  ingestionId: string;
+  join?: string;
+  where?: string;
+}
+
 /**
  * The upsert of a table's rows unnested from binary arrays ($firstParam: the payload index of each
  * row, then one array per column), returning each written row's ingestion id and whether it was
  * inserted. `userId` and `ingestionId` are expressions over `u.payload_index` and whatever `join`
  * adds to the FROM list (with its conditions in `where`).
  */
-export function payloadRowsUpsertSql<R>(
-  table: SampleTable<R>,
-  at: { firstParam: number; userId: string; ingestionId: string; join?: string; where?: string },
-): string {
+export function payloadRowsUpsertSql<R>(table: SampleTable<R>, at: PayloadRowsSource): string {
   const names = table.columns.map((c) => c.name);
-  const unnestArgs = ['int4', ...table.columns.map((c) => c.type)].map((type, i) => `$${i + at.firstParam}::${type}[]`).join(', ');
-  const selected = table.columns.map((c) => (c.select ? c.select(`u.${c.name}`) : `u.${c.name}`)).join(', ');
   const valueColumns = names.filter((n) => !table.conflict.includes(n));
-  return `INSERT INTO ${table.table} AS t (user_id, ingestion_id, ${names.join(', ')})
-      SELECT ${at.userId}, ${at.ingestionId}, ${selected}
-      FROM unnest(${unnestArgs}) AS u(payload_index, ${names.join(', ')})${at.join ? `, ${at.join}` : ''}
-      ${at.where ? `WHERE ${at.where}` : ''}
+  return `${payloadRowsInsertSql(table, at)}
       ON CONFLICT (${table.conflict.join(', ')}) DO UPDATE
         SET ${[...valueColumns, 'ingestion_id'].map((n) => `${n} = excluded.${n}`).join(', ')}, revision = t.revision + 1
         WHERE t.ingestion_id <= excluded.ingestion_id
           AND (${valueColumns.map((n) => `t.${n}`).join(', ')}) IS DISTINCT FROM (${valueColumns.map((n) => `excluded.${n}`).join(', ')})
       RETURNING t.ingestion_id, t.revision = 1 AS inserted`;
+}
+
+/**
+ * The same rows as a plain INSERT: no conflict check, no returned rows. A key already stored
+ * fails the statement with a unique violation.
+ */
+export function payloadRowsInsertSql<R>(table: SampleTable<R>, at: PayloadRowsSource): string {
+  const names = table.columns.map((c) => c.name);
+  const unnestArgs = ['int4', ...table.columns.map((c) => c.type)].map((type, i) => `$${i + at.firstParam}::${type}[]`).join(', ');
+  const selected = table.columns.map((c) => (c.select ? c.select(`u.${c.name}`) : `u.${c.name}`)).join(', ');
+  return `INSERT INTO ${table.table} AS t (user_id, ingestion_id, ${names.join(', ')})
+      SELECT ${at.userId}, ${at.ingestionId}, ${selected}
+      FROM unnest(${unnestArgs}) AS u(payload_index, ${names.join(', ')})${at.join ? `, ${at.join}` : ''}
+      ${at.where ? `WHERE ${at.where}` : ''}`;
 }

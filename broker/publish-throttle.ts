@@ -1,7 +1,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Client } from 'aedes';
 import type { Logger } from '../src/log.js';
-import type { Identity, PublishRateLimiter, PublishThrottleOptions } from './types.js';
+import type { Identity, PublishDecision, PublishRateLimiter, PublishThrottleOptions } from './types.js';
 
 interface ClientState {
   waiting: number;
@@ -32,10 +32,18 @@ export class PublishThrottle {
     this.#isDraining = isDraining;
   }
 
-  /** Resolves when the publish may be stored; rejects (Aedes then drops the client) when it stayed over. */
-  async admit(client: Client, identity: Identity): Promise<void> {
-    let decision = await this.#limiter.take(identity.keyId);
-    if (decision.allowed) return;
+  /**
+   * Undefined when the publish may be stored at once (the usual case, answered without a promise);
+   * else a promise that resolves when it may, or rejects (Aedes then drops the client) when it stayed over.
+   */
+  admit(client: Client, identity: Identity): Promise<void> | undefined {
+    const decision = this.#limiter.take(identity.keyId);
+    if (decision instanceof Promise) return decision.then((d) => (d.allowed ? undefined : this.#hold(client, identity, d)));
+    return decision.allowed ? undefined : this.#hold(client, identity, decision);
+  }
+
+  async #hold(client: Client, identity: Identity, first: PublishDecision): Promise<void> {
+    let decision = first;
     const state = this.#clients.get(client) ?? { waiting: 0, throttledSince: Date.now(), cut: false };
     if (state.waiting === 0) state.throttledSince = Date.now();
     this.#clients.set(client, state);

@@ -126,9 +126,17 @@ export interface IngestSink {
 }
 
 /** A per-key publish budget, shared with the HTTP per-key limit. */
+export interface PublishDecision {
+  allowed: boolean;
+  retryAfterMs: number;
+}
+
 export interface PublishRateLimiter {
-  /** Takes one publish from the key's budget; when it is spent, how long until one is free. */
-  take(keyId: string): Promise<{ allowed: boolean; retryAfterMs: number }>;
+  /**
+   * Takes one publish from the key's budget; when it is spent, how long until one is free. At once
+   * when the limiter needs no I/O (in this process's memory).
+   */
+  take(keyId: string): PublishDecision | Promise<PublishDecision>;
   /** A publish had to wait for its budget, or a client was disconnected for staying over it. */
   report(event: 'delayed' | 'disconnected'): void;
 }

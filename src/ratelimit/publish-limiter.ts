@@ -1,4 +1,4 @@
-import type { PublishRateLimiter } from '../../broker/types.js';
+import type { PublishDecision, PublishRateLimiter } from '../../broker/types.js';
 import type { RateLimitMetrics } from './metrics.js';
 import type { RateLimiter, RateRule } from './types.js';
 
@@ -14,9 +14,8 @@ export class KeyPublishLimiter implements PublishRateLimiter {
     this.#metrics = metrics;
   }
 
-  async take(keyId: string): Promise<{ allowed: boolean; retryAfterMs: number }> {
-    const decision = await this.#limiter.consume('key', keyId, this.#rule);
-    return { allowed: decision.allowed, retryAfterMs: decision.retryAfterMs };
+  take(keyId: string): PublishDecision | Promise<PublishDecision> {
+    return this.#limiter.consume('key', keyId, this.#rule);
   }
 
   report(event: 'delayed' | 'disconnected'): void {

@@ -5,17 +5,24 @@ export interface BucketState {
   updatedMs: number;
 }
 
+/** A full bucket at time nowMs. */
+export function fullBucket(rule: RateRule, nowMs: number): BucketState {
+  return { tokens: rule.burst, updatedMs: nowMs };
+}
+
 /**
- * Takes one token from a bucket at time nowMs. The same arithmetic runs in Redis
- * (redis-script.ts), so both backends answer alike.
+ * Takes one token from `state` (updated in place) at time nowMs. The same arithmetic runs in
+ * Redis (redis-script.ts), so both backends answer alike.
  */
-export function takeToken(state: BucketState | undefined, rule: RateRule, nowMs: number): { state: BucketState; decision: RateDecision } {
+export function takeToken(state: BucketState, rule: RateRule, nowMs: number): RateDecision {
   const perMs = rule.perMinute / 60_000;
-  const elapsed = state ? Math.max(0, nowMs - state.updatedMs) : 0;
-  let tokens = state ? Math.min(rule.burst, state.tokens + elapsed * perMs) : rule.burst;
+  const elapsed = Math.max(0, nowMs - state.updatedMs);
+  let tokens = Math.min(rule.burst, state.tokens + elapsed * perMs);
   const allowed = tokens >= 1;
   if (allowed) tokens -= 1;
-  return { state: { tokens, updatedMs: nowMs }, decision: decisionFor(allowed, tokens, rule) };
+  state.tokens = tokens;
+  state.updatedMs = nowMs;
+  return decisionFor(allowed, tokens, rule);
 }
 
 export function decisionFor(allowed: boolean, tokens: number, rule: RateRule): RateDecision {

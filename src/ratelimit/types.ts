@@ -21,7 +21,8 @@ export interface RateDecision {
  * id or a client address, never a secret.
  */
 export interface RateLimiter {
-  consume(scope: RateScope, id: string, rule: RateRule): Promise<RateDecision>;
+  /** A decision at once when the limiter needs no I/O for it (every MQTT publish asks). */
+  consume(scope: RateScope, id: string, rule: RateRule): RateDecision | Promise<RateDecision>;
   close(): Promise<void>;
 }
 

@@ -150,7 +150,7 @@ describe('small payloads processed by the group commit that stores them', () => 
     ];
     const answers: Record<string, unknown[]> = { fast: [], plain: [] };
     markers = 0;
-    // Group 1 is new data, written with plain INSERTs; the re-send in group 2 fails them, and the
+    // Group 1 is new data, written by the insert-only statement; the re-send in group 2 fails it, and the
     // user's later groups are upserted from then on.
     const conflicts: number[] = [];
     for (const group of groups) {

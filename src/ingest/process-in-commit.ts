@@ -50,12 +50,12 @@ const sqlStateOf = (err: unknown): unknown => (err instanceof Error ? (err as Er
  * no second transaction per group, no UPDATE of each raw row to mark it processed, no queue.
  *
  * Most groups hold only new data (the app sends what was recorded since its last export), so a
- * group is first written with plain INSERTs: the raw rows and every sample row, each payload's
- * counts computed here (every row kept in the group is inserted). That skips the conflict checks,
- * the speculative insertions and the counting of what the upserts returned, about 40 % of the
- * statement's work. A key or payload the database already holds fails it with a unique
- * violation, which rolls all of it back; the group is then written the careful way below, and so
- * are that user's groups for UPSERT_AFTER_CONFLICT_MS.
+ * group is first written by an insert-only statement: the raw rows and every sample row, each
+ * payload's counts computed here (every row kept in the group is inserted). That skips the
+ * conflict checks, the speculative insertions and the counting of what the upserts returned,
+ * about 40 % of the statement's work. A key or payload the database already holds fails it with a
+ * unique violation, which rolls all of it back; the group is then written by the careful
+ * statement below, and so are the groups of its users for UPSERT_AFTER_CONFLICT_MS.
  *
  * The careful statement assigns each payload an ingestion id (nextval, in arrival order), skips
  * the payloads whose bytes the user had already sent (they are re-receipts, as in the plain group
@@ -123,21 +123,21 @@ export class InCommitProcessor {
     const tableArrays = tables.flatMap((t) => t.arrays);
     const sampleTables = tables.map((t) => t.table);
     let outcomes: InCommitOutcome[] | null = null;
-    if (this.#mayInsertPlainly(payloads)) outcomes = await this.#insertAllNew(payloads, batch, sampleTables, tableArrays, started);
+    if (this.#mayInsertOnly(payloads)) outcomes = await this.#insertAllNew(payloads, batch, sampleTables, tableArrays, started);
     outcomes ??= await this.#upsert(payloads, batch, sampleTables, tableArrays, started);
     const processed = outcomes.filter((o) => o.processed).length;
     if (processed > 0) this.#metrics.batchPayloads.observe(processed);
     return outcomes;
   }
 
-  #mayInsertPlainly(payloads: readonly InCommitPayload[]): boolean {
+  #mayInsertOnly(payloads: readonly InCommitPayload[]): boolean {
     if (this.#upsertUntil.size === 0) return true;
     const now = this.#now();
     for (const [user, until] of this.#upsertUntil) if (until <= now) this.#upsertUntil.delete(user);
     return payloads.every((p) => !this.#upsertUntil.has(p.row[0]));
   }
 
-  /** The plain INSERTs; null when the database already held a key or payload of the group (nothing is written then). */
+  /** The insert-only statement; null when the database already held a key or payload of the group (nothing is written then). */
   async #insertAllNew(
     payloads: readonly InCommitPayload[],
     batch: SampleBatch,
@@ -240,7 +240,7 @@ interface ReturnedRow {
   not_stored: unknown[] | null;
 }
 
-/** Per payload after the raw columns, in the plain INSERTs: its counts, then what it rejected and did not store. */
+/** Per payload after the raw columns, in the insert-only statement: its counts, then what it rejected and did not store. */
 const INSERT_EXTRA_TYPES: readonly ElementType[] = ['jsonb', 'int4', 'jsonb', 'jsonb'];
 const INSERT_EXTRA_COLUMNS = ['counts', 'rejected_count', 'rejections', 'not_stored'];
 /** In the careful statement: what its counts are built from instead, and whether its rows displaced others. */
@@ -266,7 +266,7 @@ function inputCte(extraColumns: readonly string[], extraTypes: readonly ElementT
 }
 
 /**
- * The plain INSERTs: ingestion ids drawn in arrival order, every table's rows, and the raw rows
+ * The insert-only statement: ingestion ids drawn in arrival order, every table's rows, and the raw rows
  * with the counts computed by the caller. Data-modifying WITH queries run to completion whether
  * or not the query reads them.
  */

@@ -18,9 +18,13 @@ export function isValidTopicFilter(filter: string): boolean {
 
 /** Does a concrete topic name match the filter? Assumes a valid filter. */
 export function topicMatchesFilter(filter: string, topic: string): boolean {
+  return matchesLevels(filter.split('/'), topic);
+}
+
+/** topicMatchesFilter with the filter already split into its levels. */
+function matchesLevels(f: readonly string[], topic: string): boolean {
   // [MQTT-4.7.2-1]: '$' topics are not matched by filters starting with a wildcard.
-  if (topic.startsWith('$') && (filter.startsWith('+') || filter.startsWith('#'))) return false;
-  const f = filter.split('/');
+  if (topic.startsWith('$') && (f[0]!.startsWith('+') || f[0]!.startsWith('#'))) return false;
   const t = topic.split('/');
   for (let i = 0; i < f.length; i++) {
     const level = f[i];
@@ -37,7 +41,8 @@ export function compileTopicFilter(filter: string): TopicMatcher {
   if (!isValidTopicFilter(filter)) {
     throw new Error(`Invalid MQTT topic filter: ${JSON.stringify(filter)}`);
   }
-  return (topic) => topicMatchesFilter(filter, topic);
+  const levels = filter.split('/');
+  return (topic) => matchesLevels(levels, topic);
 }
 
 /** MQTT_INGEST_TOPIC_FILTER holds one filter or several separated by commas. */
@@ -53,7 +58,16 @@ export function compileTopicFilterList(list: string): TopicMatcher {
   const filters = parseTopicFilterList(list);
   if (filters.length === 0) throw new Error('No MQTT topic filter given');
   const matchers = filters.map(compileTopicFilter);
-  return (topic) => matchers.some((matches) => matches(topic));
+  // Every PUBLISH is checked, and a phone publishes to the same topic every time.
+  let lastTopic: string | undefined;
+  let lastMatched = false;
+  return (topic) => {
+    if (topic !== lastTopic) {
+      lastMatched = matchers.some((matches) => matches(topic));
+      lastTopic = topic;
+    }
+    return lastMatched;
+  };
 }
 
 /** Could some topic name match both filters? Both must be valid. */

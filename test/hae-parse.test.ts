@@ -7,7 +7,7 @@ import { rejectionCatalogue } from '../src/errors.js';
 import { canonicalMetricName } from '../src/hae/aliases.js';
 import { defaultLimits } from '../src/hae/limits.js';
 import { parseHaePayload } from '../src/hae/parse.js';
-import { isValidMetricObject, metricObjectSchema } from '../src/hae/schema.js';
+import { envelopeSchema, isValidEnvelope, isValidMetricObject, metricObjectSchema } from '../src/hae/schema.js';
 import { sampleKinds, type ParsedPayload, type SampleKind } from '../src/hae/types.js';
 import { projectRoot } from '../src/paths.js';
 import { allTypesPayload } from './helpers/all-types-payload.js';
@@ -1376,6 +1376,25 @@ describe('releasing the input while it is read', () => {
     assert.deepEqual(seen, []);
     assert.equal(json.data.metrics[0] && typeof json.data.metrics[0] === 'object' ? (json.data.metrics[0] as { data: unknown[] }).data.length : -1, 3);
   });
+});
+
+test('the envelope guard accepts exactly what its schema accepts', () => {
+  const bodies: unknown[] = [
+    { data: {} },
+    { data: { metrics: [] }, extra: 1 },
+    { data: Object.create(null) as object },
+    { data: [] },
+    { data: null },
+    { data: 'metrics' },
+    { metrics: [] },
+    {},
+    [],
+    [{ data: {} }],
+    null,
+    'data',
+    7,
+  ];
+  for (const body of bodies) assert.equal(isValidEnvelope(body), envelopeSchema.safeParse(body).success, JSON.stringify(body));
 });
 
 test('the metric object guard accepts exactly what its schema accepts unchanged', () => {

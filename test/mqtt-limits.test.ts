@@ -7,7 +7,7 @@ import { ConnectionLimiter } from '../broker/connection-limits.js';
 import { LogThrottle } from '../broker/log-throttle.js';
 import { effectiveKeepalive } from '../broker/session-policy.js';
 import { ingestFilterProblems } from '../broker/status-topic.js';
-import { compileTopicFilterList, topicFiltersOverlap } from '../broker/topic-filter.js';
+import { compileTopicFilter, compileTopicFilterList, topicFiltersOverlap } from '../broker/topic-filter.js';
 import { loadConfig } from '../src/config/load.js';
 import { createLogger } from '../src/log.js';
 import { appSettingsText, suggestedTopic } from '../src/onboarding.js';
@@ -266,6 +266,12 @@ test('ingest filters: a list, and never one that reaches the status topics or $ 
   assert.equal(matches('hae/phone/export'), true);
   assert.equal(matches('hae/phone/other'), false);
   assert.equal(matches('self-sensored/status/alicekey01'), false);
+  // The matcher remembers its last topic: the same topic again, then others, answer as before.
+  for (const [topic, expected] of [['health/a', true], ['health/a', true], ['hae/a/other', false], ['hae/a/other', false], ['health/a', true], ['$SYS/x', false]] as const) {
+    assert.equal(matches(topic), expected, topic);
+  }
+  const compiled = compileTopicFilter('+/x');
+  assert.deepEqual([compiled('a/x'), compiled('$SYS/x'), compiled('a/x/y')], [true, false, false], 'a compiled filter matches as topicMatchesFilter does');
   assert.deepEqual(ingestFilterProblems('health/#'), []);
   assert.deepEqual(ingestFilterProblems('health/#,hae/#'), []);
   for (const bad of ['#', '+/+/+', 'self-sensored/#', 'self-sensored/status/+', '+/status/#', '$SYS/#', 'health/#/x', ' , ']) {

@@ -6,7 +6,7 @@ import { defaultLimits, type ValidationLimits } from './limits.js';
 import { medicationParser } from './medications.js';
 import { parseMetricsSection, parseMetricsSectionInSteps } from './metrics.js';
 import { recordSection } from './record-section.js';
-import { envelopeSchema } from './schema.js';
+import { envelopeSchema, isValidEnvelope } from './schema.js';
 import { stateOfMindParser } from './state-of-mind.js';
 import { symptomParser } from './symptoms.js';
 import type { ParsedPayload } from './types.js';
@@ -91,8 +91,7 @@ export function* parseHaePayloadInSteps(input: unknown, options: ParseOptions | 
   });
   // `{}` is what an automation with nothing selected sends: valid, and it yields nothing.
   if (isPlainObject(input) && Object.keys(input).length === 0) return ctx.result;
-  const envelope = envelopeSchema.safeParse(input);
-  if (!envelope.success) {
+  if (!isValidEnvelope(input) && !envelopeSchema.safeParse(input).success) {
     const data = isPlainObject(input) ? input['data'] : input;
     const message = isPlainObject(input)
       ? `The body has no "data" object (data is ${describeValue(data)})`

@@ -65,12 +65,18 @@ export type HeartRatePoint = z.infer<typeof heartRatePointSchema>;
 
 const isOptionalNumber = (v: unknown): boolean => v === undefined || v === null || (typeof v === 'number' && Number.isFinite(v));
 const isOptionalString = (v: unknown): boolean => v === undefined || v === null || typeof v === 'string';
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /*
  * The guards below accept exactly what their schema accepts for the common, valid point and let
  * everything else go to zod (which then explains the problem). They exist because zod copies each
  * point, and a payload holds up to a million of them.
  */
+
+/** True when envelopeSchema would accept the body: an object whose `data` is an object. */
+export function isValidEnvelope(input: unknown): input is Envelope {
+  return isRecord(input) && isRecord(input['data']);
+}
 
 /**
  * True when metricObjectSchema would accept the metric object unchanged. zod would also walk

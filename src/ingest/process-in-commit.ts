@@ -248,10 +248,7 @@ const UPSERT_EXTRA_TYPES: readonly ElementType[] = ['jsonb', 'int4', 'jsonb', 'j
 const UPSERT_EXTRA_COLUMNS = ['count_base', 'rejected_count', 'rejections', 'not_stored', 'displaces_others'];
 
 function rawColumns(payloads: readonly InCommitPayload[], extraTypes: readonly ElementType[], extra: (parsed: ParsedPayload, i: number) => unknown[]): Buffer[] {
-  const writers = rawColumnWriters(
-    payloads.map((p) => p.row),
-    extraTypes,
-  );
+  const writers = rawColumnWriters(payloads.map((p) => p.row), extraTypes);
   payloads.forEach(({ parsed }, i) => extra(parsed, i).forEach((value, e) => writers[RAW_ELEMENT_TYPES.length + e]!.push(value)));
   return writers.map((w) => w.finish());
 }
@@ -266,9 +263,9 @@ function inputCte(extraColumns: readonly string[], extraTypes: readonly ElementT
 }
 
 /**
- * The insert-only statement: ingestion ids drawn in arrival order, every table's rows, and the raw rows
- * with the counts computed by the caller. Data-modifying WITH queries run to completion whether
- * or not the query reads them.
+ * The insert-only statement: ingestion ids drawn in arrival order, every table's rows, and the
+ * raw rows with the counts computed by the caller. Data-modifying WITH queries run to completion
+ * whether or not the query reads them.
  */
 function insertGroupSql(tables: ReadonlyArray<SampleTable<unknown>>): string {
   let next = RAW_ELEMENT_TYPES.length + INSERT_EXTRA_TYPES.length + 1;

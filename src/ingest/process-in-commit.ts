@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { ProcessingResult, TypeCounts } from '../../broker/types.js';
+import type { TypeCounts } from '../../broker/types.js';
 import type { ValidationLimits } from '../hae/limits.js';
 import { parseHaePayload } from '../hae/parse.js';
 import type { ParsedPayload } from '../hae/types.js';
@@ -10,9 +10,9 @@ import type { PartitionManager } from '../store/partitions.js';
 import type { SampleTable } from '../store/sample-tables.js';
 import { MAX_CHUNK_BYTES } from '../store/sample-writer.js';
 import { errorMessage } from '../errors.js';
-import { MAX_REPORTED_REJECTIONS, rowCountOf, tallyRejections, type ProcessedPayload } from './processor.js';
+import { MAX_REPORTED_REJECTIONS, rowCountOf, type ProcessedPayload } from './processor.js';
 import { RAW_COLUMNS, RAW_ELEMENT_TYPES, rawColumnWriters, type RawRow, type StoredRaw } from './raw-store.js';
-import { payloadRowsInsertSql, payloadRowsUpsertSql, SampleBatch, typeCountsOf } from './sample-batch.js';
+import { payloadRowsInsertSql, payloadRowsUpsertSql, processedResults, SampleBatch, typeCountsOf } from './sample-batch.js';
 
 /** A small payload ready to be stored: its raw row, and its HAE content parsed when it arrived. */
 export interface InCommitPayload {
@@ -160,19 +160,14 @@ export class InCommitProcessor {
     }
     if (rows.length !== payloads.length) throw new Error(`the group statement returned ${rows.length} rows for ${payloads.length} payloads`);
     const seconds = (performance.now() - started) / 1000;
-    return rows.map((row, i) => {
-      const p = payloads[i]!.parsed;
-      const result: ProcessingResult = { ingestionId: String(row.id), counts: counts[i]!, rejections: p.rejections.slice(0, MAX_REPORTED_REJECTIONS), notStored: p.notStored };
-      return {
-        id: result.ingestionId,
-        inserted: true,
-        status: 'processed',
-        counts: result.counts,
-        rejections: result.rejections,
-        notStored: result.notStored,
-        processed: { result, rejectionTallies: tallyRejections(p.rejections) },
-        processingSeconds: seconds,
-      };
+    const processed = processedResults(
+      payloads.map((p) => p.parsed),
+      rows.map((row) => String(row.id)),
+      counts,
+    );
+    return processed.map((done) => {
+      const { ingestionId, counts, rejections, notStored } = done.result;
+      return { id: ingestionId, inserted: true, status: 'processed', counts, rejections, notStored, processed: done, processingSeconds: seconds };
     });
   }
 
@@ -198,14 +193,9 @@ export class InCommitProcessor {
     return rows.map((row, i) => {
       const stored: StoredRaw = { id: String(row.id), inserted: row.inserted, status: row.status, counts: row.counts, rejections: row.rejections, notStored: row.not_stored };
       if (!row.inserted) return stored;
-      const p = payloads[i]!.parsed;
-      const result: ProcessingResult = {
-        ingestionId: stored.id,
-        counts: typeCountsOf(bases[i]!, (label) => (row.counts as Record<string, TypeCounts> | null)?.[label]),
-        rejections: p.rejections.slice(0, MAX_REPORTED_REJECTIONS),
-        notStored: p.notStored,
-      };
-      return { ...stored, processed: { result, rejectionTallies: tallyRejections(p.rejections) }, processingSeconds: seconds };
+      const counts = typeCountsOf(bases[i]!, (label) => (row.counts as Record<string, TypeCounts> | null)?.[label]);
+      const [processed] = processedResults([payloads[i]!.parsed], [stored.id], [counts]);
+      return { ...stored, processed, processingSeconds: seconds };
     });
   }
 

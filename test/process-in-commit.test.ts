@@ -324,27 +324,33 @@ describe('small payloads processed by the group commit that stores them', () => 
     assert.deepEqual(rows, [{ n: '2' }]);
   }
 
-  test('the same bytes committed by another session while the insert-only statement runs: it fails, the upsert stores a re-receipt, no row without its payload', { timeout: 30_000 }, async () => {
-    // No lock timeout here: the statement waits for the other session's insert and sees its commit.
+  /**
+   * A harness whose group commit has no lock timeout: its statement waits for the other session's
+   * insert and sees its commit. Stopped and closed after `run`.
+   */
+  async function withWaitingHarness(name: string, run: (h: Harness) => Promise<void>): Promise<void> {
     const waitingPool = new pg.Pool({ connectionString: db.url, max: 1 });
-    const h = await harness('race-new', true, waitingPool);
+    const h = await harness(name, true, waitingPool);
     try {
+      await run(h);
+    } finally {
+      await h.service.stop();
+      await waitingPool.end();
+    }
+  }
+
+  test('the same bytes committed by another session while the insert-only statement runs: it fails, the upsert stores a re-receipt, no row without its payload', { timeout: 30_000 }, () =>
+    withWaitingHarness('race-new', async (h) => {
       const body = steps([point(2025, 8, 7, 0, 3)]);
       const [fallbacks, conflicts] = [await inCommitFallbacks(h.metrics), await inCommitConflicts(h.metrics)];
       const outcome = await raceWithOtherSession(h, body);
       assert.equal(await inCommitConflicts(h.metrics), conflicts + 1, 'the insert-only statement met the committed bytes');
       assert.equal(await inCommitFallbacks(h.metrics), fallbacks, 'the upsert took the group');
       await assertOneReReceipt(h, outcome, body);
-    } finally {
-      await h.service.stop();
-      await waitingPool.end();
-    }
-  });
+    }));
 
-  test('the same bytes committed by another session while the upsert runs: refused, stored as a re-receipt, no row without its payload', { timeout: 30_000 }, async () => {
-    const waitingPool = new pg.Pool({ connectionString: db.url, max: 1 });
-    const h = await harness('race-upsert', true, waitingPool);
-    try {
+  test('the same bytes committed by another session while the upsert runs: refused, stored as a re-receipt, no row without its payload', { timeout: 30_000 }, () =>
+    withWaitingHarness('race-upsert', async (h) => {
       // A re-send puts the user's groups on the upsert.
       const first = steps([point(2025, 8, 8, 0, 1)]);
       await h.service.accept(request(h, first));
@@ -357,11 +363,7 @@ describe('small payloads processed by the group commit that stores them', () => 
       assert.equal(await inCommitFallbacks(h.metrics), fallbacks + 1, 'the statement refused the group');
       assert.equal(await inCommitConflicts(h.metrics), conflicts, 'no insert-only statement was tried');
       await assertOneReReceipt(h, outcome, body);
-    } finally {
-      await h.service.stop();
-      await waitingPool.end();
-    }
-  });
+    }));
 
   test('new data overlapping stored keys: the insert-only statement writes nothing, the upsert updates; upserts for the user until the cool-down ends', { timeout: 30_000 }, async () => {
     let clock = Date.now();

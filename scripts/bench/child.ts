@@ -44,7 +44,9 @@ export class BenchChild {
 
   /** `file` is a compiled module in this folder, e.g. 'sender-child.js'. */
   static start(file: string, name: string, options: { maxOldSpaceMiB?: number } = {}): BenchChild {
-    const execArgv = options.maxOldSpaceMiB ? [`--max-old-space-size=${options.maxOldSpaceMiB}`] : [];
+    // BENCH_CHILD_NODE_ARGS profiles the load generators and the bare broker, as DAEMON_NODE_ARGS does the daemon.
+    const extra = process.env.BENCH_CHILD_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+    const execArgv = [...(options.maxOldSpaceMiB ? [`--max-old-space-size=${options.maxOldSpaceMiB}`] : []), ...extra];
     const child = fork(fileURLToPath(new URL(file, import.meta.url)), [], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     return new BenchChild(child, name);
   }
@@ -83,6 +85,8 @@ export function serveRequests(handlers: Record<string, (req: Request) => Promise
       );
   });
   process.on('disconnect', () => process.exit(0));
+  // An orderly exit on stop(), so that a profile asked for by BENCH_CHILD_NODE_ARGS gets written.
+  process.on('SIGTERM', () => process.exit(0));
 }
 
 /** A wall-clock time in ms with sub-ms precision that other processes on the machine can compare with. */

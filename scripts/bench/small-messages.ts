@@ -45,14 +45,24 @@ const rounded = (r: MqttLoadResult & { backlogSeconds?: number; processedPerSeco
   latency: Object.fromEntries(Object.entries(r.latency).map(([k, v]) => [k, Math.round(v * 100) / 100])),
 });
 
-/** Scenario 2: many clients sending small payloads at QoS 1, each waiting for its PUBACK; against a bare Aedes broker. */
+/** The store-only receiver's table, in the bench's own database. */
+const STORE_ONLY_TABLE = 'bench_store_only_payloads';
+
+/**
+ * Scenario 2: many clients sending small payloads at QoS 1, each waiting for its PUBACK; against a
+ * bare Aedes broker (the ceiling) and a receiver that only stores the bytes (store-only-child.ts).
+ */
 export async function runSmallMessages(ctx: BenchContext): Promise<ScenarioResult> {
   const { rig, options } = ctx;
   const cpu: Record<string, CpuUse> = {};
   const bare = BenchChild.start('bare-broker-child.js', 'bare broker');
+  const storeOnly = BenchChild.start('store-only-child.js', 'store-only receiver');
   try {
     const { port } = await bare.request<{ port: number }>({ type: 'start' });
+    await rig.sql.query(`CREATE TABLE ${STORE_ONLY_TABLE} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, sha256 bytea NOT NULL UNIQUE, payload bytea NOT NULL)`);
+    const { port: storeOnlyPort } = await storeOnly.request<{ port: number }>({ type: 'start', databaseUrl: rig.db.url, table: STORE_ONLY_TABLE });
     const daemon = await measure(ctx, cpu, 'daemon', rig.daemon.wsUrl, rig.key);
+    const stored = await measure(ctx, cpu, 'store-only receiver', `ws://127.0.0.1:${storeOnlyPort}/mqtt`, 'none');
     const ceiling = await measure(ctx, cpu, 'bare broker', `ws://127.0.0.1:${port}/mqtt`, 'none');
     const label = `${options.mqttClients} clients, 1-10 samples, QoS 1`;
     const result: ScenarioResult = {
@@ -67,6 +77,16 @@ export async function runSmallMessages(ctx: BenchContext): Promise<ScenarioResul
           better: 'higher',
           ceiling: { value: ceiling.messagesPerSecond, label: 'bare Aedes' },
           target: { rule: '>= 50 % of ceiling', pass: daemon.messagesPerSecond >= 0.5 * ceiling.messagesPerSecond },
+        }),
+        figure({
+          // Not a target: what a receiver that keeps invariant 1 and does nothing else reaches.
+          id: 'small.storeOnlyMessagesPerSecond',
+          label: `${label}: store-only receiver, acked`,
+          value: stored.messagesPerSecond,
+          unit: 'msg/s',
+          better: 'higher',
+          ceiling: { value: ceiling.messagesPerSecond, label: 'bare Aedes' },
+          target: null,
         }),
         figure({
           id: 'small.pubackP50Ms',
@@ -87,7 +107,7 @@ export async function runSmallMessages(ctx: BenchContext): Promise<ScenarioResul
           target: { rule: '<= 50 ms', pass: daemon.latency.p99Ms <= 50 },
         }),
       ],
-      details: { daemon: rounded(daemon), bareBroker: rounded(ceiling), generatorProcesses: 2 },
+      details: { daemon: rounded(daemon), storeOnlyReceiver: rounded(stored), bareBroker: rounded(ceiling), generatorProcesses: 2 },
     };
     if (typeof daemon.processedPerSecond === 'number') {
       result.figures.splice(
@@ -106,6 +126,7 @@ export async function runSmallMessages(ctx: BenchContext): Promise<ScenarioResul
     } else ctx.notes.push('scenario 2: the daemon did not finish processing the acknowledged messages within 300 s');
     return result;
   } finally {
-    await bare.stop();
+    await Promise.all([bare.stop(), storeOnly.stop()]);
+    await rig.sql.query(`DROP TABLE IF EXISTS ${STORE_ONLY_TABLE}`);
   }
 }

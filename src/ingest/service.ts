@@ -643,7 +643,7 @@ function duplicateResult(stored: StoredRaw): ProcessingResult {
 const oneShotHash = typeof crypto.hash === 'function' ? crypto.hash : undefined;
 
 /** The digest raw_ingestions keeps each user's payloads unique by. */
-function sha256Of(body: Buffer): Buffer {
+export function sha256Of(body: Buffer): Buffer {
   if (oneShotHash && body.length < SMALL_PAYLOAD_BYTES) return oneShotHash('sha256', body, 'buffer');
   return crypto.createHash('sha256').update(body).digest();
 }

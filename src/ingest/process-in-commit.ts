@@ -10,7 +10,7 @@ import type { PartitionManager } from '../store/partitions.js';
 import type { SampleTable } from '../store/sample-tables.js';
 import { MAX_CHUNK_BYTES } from '../store/sample-writer.js';
 import { errorMessage } from '../errors.js';
-import { MAX_REPORTED_REJECTIONS, rowCountOf, type ProcessedPayload } from './processor.js';
+import { reportedRejections, rowCountOf, type ProcessedPayload } from './processor.js';
 import { RAW_COLUMNS, RAW_ELEMENT_TYPES, rawColumnWriters, type RawRow, type StoredRaw } from './raw-store.js';
 import { payloadRowsInsertSql, payloadRowsUpsertSql, processedResults, SampleBatch, typeCountsOf } from './sample-batch.js';
 
@@ -146,7 +146,7 @@ export class InCommitProcessor {
     started: number,
   ): Promise<InCommitOutcome[] | null> {
     const counts = batch.countsIfAllNew();
-    const values = [...rawColumns(payloads, INSERT_EXTRA_TYPES, (parsed, i) => [counts[i], parsed.rejections.length, parsed.rejections.slice(0, MAX_REPORTED_REJECTIONS), parsed.notStored]), ...tableArrays];
+    const values = [...rawColumns(payloads, INSERT_EXTRA_TYPES, (parsed, i) => [counts[i], parsed.rejections.length, reportedRejections(parsed), parsed.notStored]), ...tableArrays];
     let rows: Array<{ id: string }>;
     try {
       ({ rows } = await this.#pool.query<{ id: string }>({ ...this.#statementFor('insert', tables), values }));
@@ -180,7 +180,7 @@ export class InCommitProcessor {
     started: number,
   ): Promise<InCommitOutcome[]> {
     const bases = batch.countBases();
-    const values = [...rawColumns(payloads, UPSERT_EXTRA_TYPES, (parsed, i) => [bases[i], parsed.rejections.length, parsed.rejections.slice(0, MAX_REPORTED_REJECTIONS), parsed.notStored, batch.displacesOthers(i)]), ...tableArrays];
+    const values = [...rawColumns(payloads, UPSERT_EXTRA_TYPES, (parsed, i) => [bases[i], parsed.rejections.length, reportedRejections(parsed), parsed.notStored, batch.displacesOthers(i)]), ...tableArrays];
     let rows: ReturnedRow[];
     try {
       ({ rows } = await this.#pool.query<ReturnedRow>({ ...this.#statementFor('upsert', tables), values }));

@@ -29,7 +29,12 @@ import { StreamingWrite, StreamNotWritable } from '../store/streaming-writer.js'
 import { errorMessage } from '../errors.js';
 
 // A payload with a million bad points must not produce a million-entry answer or row.
-export const MAX_REPORTED_REJECTIONS = 1_000;
+const MAX_REPORTED_REJECTIONS = 1_000;
+
+/** The rejections a payload's answer and its raw_ingestions row list (all of them are counted). */
+export function reportedRejections(parsed: ParsedPayload): ItemRejection[] {
+  return parsed.rejections.slice(0, MAX_REPORTED_REJECTIONS);
+}
 
 /** While rows are written as they are parsed, the parser lets I/O run after this many points (default). */
 const POINTS_PER_PARSE_STEP = 8_192;
@@ -282,7 +287,7 @@ export class PayloadProcessor {
     written: ReadonlyMap<SampleTable<unknown>, { inserted: number; updated: number }>,
   ): Promise<ProcessedPayload> {
     const counts: Record<string, TypeCounts> = {};
-    const rejections: ItemRejection[] = parsed.rejections.slice(0, MAX_REPORTED_REJECTIONS);
+    const rejections = reportedRejections(parsed);
     for (const { table, rows } of jobsOf(parsed)) {
       const received = parsed.received[table.kind];
       if (received === 0 && rows.length === 0) continue;

@@ -5,7 +5,7 @@ import { monthsOf, type PartitionManager } from '../store/partitions.js';
 import type { Column, SampleTable } from '../store/sample-tables.js';
 import { BinaryArrayWriter } from '../store/binary-array.js';
 import { encodeChunk, MAX_CHUNK_BYTES } from '../store/sample-writer.js';
-import { explainWriteError, jobsOf, MAX_REPORTED_REJECTIONS, tallyRejections, type Job, type ProcessedPayload } from './processor.js';
+import { explainWriteError, jobsOf, reportedRejections, tallyRejections, type Job, type ProcessedPayload } from './processor.js';
 
 /** A row of the batch with the 1-based index of the payload it came from. */
 interface BatchRow<R> {
@@ -184,7 +184,7 @@ export async function markProcessed(
     columns[0].push(ingestionIds[i]!);
     columns[1].push(counts[i]!);
     columns[2].push(p.rejections.length);
-    columns[3].push(p.rejections.slice(0, MAX_REPORTED_REJECTIONS));
+    columns[3].push(reportedRejections(p));
     columns[4].push(p.notStored);
   });
   await client.query({ ...MARK_PROCESSED, values: columns.map((c) => c.finish()) });
@@ -192,7 +192,7 @@ export async function markProcessed(
 
 export function processedResults(parsed: readonly ParsedPayload[], ingestionIds: readonly string[], counts: ReadonlyArray<Record<string, TypeCounts>>): ProcessedPayload[] {
   return parsed.map((p, i) => ({
-    result: { ingestionId: ingestionIds[i]!, counts: counts[i]!, rejections: p.rejections.slice(0, MAX_REPORTED_REJECTIONS), notStored: p.notStored } satisfies ProcessingResult,
+    result: { ingestionId: ingestionIds[i]!, counts: counts[i]!, rejections: reportedRejections(p), notStored: p.notStored } satisfies ProcessingResult,
     rejectionTallies: tallyRejections(p.rejections),
   }));
 }

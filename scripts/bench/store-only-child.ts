@@ -5,7 +5,7 @@
  * committed the bytes into a table with a primary key and a unique digest. Nothing is parsed
  * further and no sample is written.
  */
-import { sha256Of } from '../../src/ingest/service.js';
+import { sha256Of } from '../../src/ingest/payload-digest.js';
 import { serveRequests, type Request } from './child.js';
 import { connectReference, rawArrays, ReferenceGroupCommit, startReferenceBroker, type HeldPublish } from './reference-receiver.js';
 

@@ -7,7 +7,7 @@
  * bench never sends the same bytes twice; a repeated key fails the group and its publishes).
  */
 import { parseHaeDate } from '../../src/hae/dates.js';
-import { sha256Of } from '../../src/ingest/service.js';
+import { sha256Of } from '../../src/ingest/payload-digest.js';
 import { BinaryArrayWriter } from '../../src/store/binary-array.js';
 import { serveRequests, type Request } from './child.js';
 import { connectReference, rawArrays, ReferenceGroupCommit, startReferenceBroker, type HeldPublish } from './reference-receiver.js';

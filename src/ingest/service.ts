@@ -1,4 +1,3 @@
-import crypto from 'node:crypto';
 import type pg from 'pg';
 import type {
   AcceptOutcome,
@@ -16,6 +15,7 @@ import { MAX_BATCH_BYTES, MAX_BATCH_PAYLOADS, SMALL_PAYLOAD_BYTES, type BatchIte
 import { collectAfterPoints, collectGarbage } from './collect-garbage.js';
 import { mayContainNul, parseJsonBody, parseJsonBodyYielding, parseStoredJson, type JsonParseOutcome } from './json-body.js';
 import { DEFAULT_JSON_LIMITS, type JsonLimits } from './json-limits.js';
+import { sha256Of } from './payload-digest.js';
 import type { InCommitOutcome } from './process-in-commit.js';
 import type { PayloadInput, PayloadProcessor, ProcessedPayload } from './processor.js';
 import type { DatabaseOutage } from './outage.js';
@@ -636,16 +636,6 @@ function duplicateResult(stored: StoredRaw): ProcessingResult {
     rejections: (stored.rejections ?? []) as ProcessingResult['rejections'],
     notStored: (stored.notStored ?? []) as ProcessingResult['notStored'],
   };
-}
-
-// crypto.hash (Node 20.12 and later) digests a small buffer in one call, about twice as fast as
-// a Hash object; Node's documentation keeps larger inputs on createHash.
-const oneShotHash = typeof crypto.hash === 'function' ? crypto.hash : undefined;
-
-/** The digest raw_ingestions keeps each user's payloads unique by. */
-export function sha256Of(body: Buffer): Buffer {
-  if (oneShotHash && body.length < SMALL_PAYLOAD_BYTES) return oneShotHash('sha256', body, 'buffer');
-  return crypto.createHash('sha256').update(body).digest();
 }
 
 /** Small, and not refused before (such a payload is retried alone). */

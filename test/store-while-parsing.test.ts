@@ -15,6 +15,7 @@ import { PartitionManager } from '../src/store/partitions.js';
 import { createMigratedDatabase, type TestDatabase } from './helpers/database.js';
 
 const log = createLogger('silent');
+const REFUSED_USER = 987654;
 let db: TestDatabase;
 let pool: pg.Pool;
 let service: IngestService;
@@ -34,6 +35,13 @@ const large = JSON.stringify({
 
 before(async () => {
   ({ db, pool } = await createMigratedDatabase(6));
+  // The database refuses the raw rows of one user: a payload the database will not store.
+  await pool.query(`CREATE FUNCTION test_refuse_raw() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF NEW.user_id = ${REFUSED_USER} THEN RAISE EXCEPTION 'raw row refused by the test trigger' USING ERRCODE = 'check_violation'; END IF;
+      RETURN NEW;
+    END $$`);
+  await pool.query('CREATE TRIGGER test_refuse_raw BEFORE INSERT ON raw_ingestions FOR EACH ROW EXECUTE FUNCTION test_refuse_raw()');
   const partitions = new PartitionManager(pool, log);
   service = new IngestService({
     pool,
@@ -51,10 +59,10 @@ after(async () => {
   await db?.drop();
 });
 
-/** From a user that does not exist: the database refuses the raw row (foreign key). */
-function fromUnknownUser(body: string): IngestRequest {
+/** From the user whose raw rows the database refuses (the test trigger). */
+function fromRefusedUser(body: string): IngestRequest {
   return {
-    identity: { userId: '987654', userName: 'ghost', keyId: randomUUID(), keyPrefix: 'ghost', scopes: ['ingest'] },
+    identity: { userId: String(REFUSED_USER), userName: 'ghost', keyId: randomUUID(), keyPrefix: 'ghost', scopes: ['ingest'] },
     transport: 'http',
     topic: null,
     body: Buffer.from(body),
@@ -65,7 +73,7 @@ function fromUnknownUser(body: string): IngestRequest {
 describe('a large payload stored while its JSON is parsed', () => {
   test('refused by the database: the caller gets the error, nothing is stored, the connection is back in the pool', async () => {
     assert.ok(large.length > 8 * 1024 * 1024);
-    await assert.rejects(service.accept(fromUnknownUser(large)), (err: Error & { code?: string }) => err.code === '23503');
+    await assert.rejects(service.accept(fromRefusedUser(large)), (err: Error & { code?: string }) => err.code === '23514');
     assert.equal(Number((await pool.query('SELECT count(*) AS n FROM raw_ingestions')).rows[0].n), 0);
     assert.equal(pool.totalCount - pool.idleCount, 0, 'no connection is still held');
   });
@@ -73,7 +81,7 @@ describe('a large payload stored while its JSON is parsed', () => {
   test('invalid JSON that the database would refuse too: the answer is about the JSON', async () => {
     const broken = `${large.slice(0, -3)}]]`;
     assert.ok(broken.length > 8 * 1024 * 1024);
-    const outcome = await service.accept(fromUnknownUser(broken));
+    const outcome = await service.accept(fromRefusedUser(broken));
     assert.equal(outcome.kind, 'invalid_json');
     assert.ok(outcome.kind === 'invalid_json' && outcome.code === 'SS_INVALID_JSON');
     assert.equal(pool.totalCount - pool.idleCount, 0, 'no connection is still held');
@@ -81,7 +89,7 @@ describe('a large payload stored while its JSON is parsed', () => {
 
   test('over the JSON limits deep inside: refused with the code and position of the limit, and nothing is stored', async () => {
     const user = (await pool.query<{ id: string }>(`INSERT INTO users (name) VALUES ('limits') RETURNING id::text`)).rows[0]!.id;
-    const request = (body: string): IngestRequest => ({ ...fromUnknownUser(body), identity: { ...fromUnknownUser('').identity, userId: user, userName: 'limits' } });
+    const request = (body: string): IngestRequest => ({ ...fromRefusedUser(body), identity: { ...fromRefusedUser('').identity, userId: user, userName: 'limits' } });
     const at = large.lastIndexOf('{"date"');
     const deep = `${large.slice(0, at)}${'['.repeat(70)}${']'.repeat(70)},${large.slice(at)}`;
     const long = `${large.slice(0, at)}"${'x'.repeat(2 * 1024 * 1024)}",${large.slice(at)}`;

@@ -80,9 +80,12 @@ function withoutQuotedText(message: string): string {
   return message.replace(/^(Unexpected token .+?), (?:\.\.\.)?".*$/s, '$1');
 }
 
+// Built once: a string needle is turned into a Buffer at every call, for every payload.
+const NUL_ESCAPE = Buffer.from('\\u0000');
+
 /** A JSON text can only carry U+0000 as the escape `\u0000` (a raw control character is invalid JSON). */
 export function mayContainNul(body: Buffer): boolean {
-  return body.includes('\\u0000');
+  return body.includes(NUL_ESCAPE);
 }
 
 /** A payload already stored (so already within the limits) parsed again for processing. */

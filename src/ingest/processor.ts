@@ -61,32 +61,36 @@ export interface Job<R> {
   rows: readonly R[];
 }
 
-const job = <R>(table: SampleTable<R>, rows: readonly R[]): Job<unknown> => ({ table, rows }) as Job<unknown>;
+/** Every sample table, in the order payloads are written (workouts before their series and routes). */
+export const tablesInWriteOrder: ReadonlyArray<SampleTable<unknown>> = [
+  quantityTable,
+  heartRateTable,
+  bloodPressureTable,
+  sleepTable,
+  sleepSegmentTable,
+  workoutTable,
+  workoutSeriesTable,
+  workoutRouteTable,
+  stateOfMindTable,
+  medicationTable,
+  symptomTable,
+  cycleTrackingTable,
+  ecgTable,
+  heartRateNotificationTable,
+] as ReadonlyArray<SampleTable<unknown>>;
 
-/** One job per data type, in a fixed order (workouts before their series and routes). */
+/** The parsed rows of `table`'s data type. */
+export const rowsFor = (parsed: ParsedPayload, table: SampleTable<unknown>): readonly unknown[] => parsed[table.kind];
+
+/** One job per data type, in write order. */
 export function jobsOf(parsed: ParsedPayload): Job<unknown>[] {
-  return [
-    job(quantityTable, parsed.quantity),
-    job(heartRateTable, parsed.heartRate),
-    job(bloodPressureTable, parsed.bloodPressure),
-    job(sleepTable, parsed.sleep),
-    job(sleepSegmentTable, parsed.sleepSegments),
-    job(workoutTable, parsed.workouts),
-    job(workoutSeriesTable, parsed.workoutSeries),
-    job(workoutRouteTable, parsed.workoutRoute),
-    job(stateOfMindTable, parsed.stateOfMind),
-    job(medicationTable, parsed.medications),
-    job(symptomTable, parsed.symptoms),
-    job(cycleTrackingTable, parsed.cycleTracking),
-    job(ecgTable, parsed.ecg),
-    job(heartRateNotificationTable, parsed.heartRateNotifications),
-  ];
+  return tablesInWriteOrder.map((table) => ({ table, rows: rowsFor(parsed, table) }));
 }
 
 /** Rows a parsed payload would write, over all tables. */
 export function rowCountOf(parsed: ParsedPayload): number {
   let n = 0;
-  for (const { rows } of jobsOf(parsed)) n += rows.length;
+  for (const table of tablesInWriteOrder) n += rowsFor(parsed, table).length;
   return n;
 }
 

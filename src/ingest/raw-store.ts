@@ -298,7 +298,10 @@ export function rawColumnWriters(rows: readonly RawRow[], extra: readonly Elemen
 /** The first copy of each user's bytes, in order. */
 function uniqueByKey(batch: Pending[]): Pending[] {
   const unique = new Map<string, Pending>();
-  for (const p of batch) if (!unique.has(keyOf(p))) unique.set(keyOf(p), p);
+  for (const p of batch) {
+    const key = keyOf(p);
+    if (!unique.has(key)) unique.set(key, p);
+  }
   return [...unique.values()];
 }
 

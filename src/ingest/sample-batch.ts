@@ -5,7 +5,7 @@ import { monthsOf, type PartitionManager } from '../store/partitions.js';
 import type { Column, SampleTable } from '../store/sample-tables.js';
 import { BinaryArrayWriter } from '../store/binary-array.js';
 import { encodeChunk, MAX_CHUNK_BYTES } from '../store/sample-writer.js';
-import { explainWriteError, jobsOf, reportedRejections, tallyRejections, type Job, type ProcessedPayload } from './processor.js';
+import { explainWriteError, reportedRejections, rowsFor, tablesInWriteOrder, tallyRejections, type ProcessedPayload } from './processor.js';
 
 /** A row of the batch with the 1-based index of the payload it came from. */
 interface BatchRow<R> {
@@ -26,7 +26,7 @@ interface BatchRow<R> {
 export class SampleBatch {
   readonly #parsed: readonly ParsedPayload[];
   readonly #userIds: readonly string[];
-  readonly #jobs: Job<unknown>[][];
+  /** The tables of the data types some payload of the batch has items of, in write order. */
   readonly #tables: SampleTable<unknown>[];
   readonly #rowsByTable: BatchRow<unknown>[][];
   readonly #displacing = new Set<number>();
@@ -35,12 +35,11 @@ export class SampleBatch {
   constructor(parsed: readonly ParsedPayload[], userIds: readonly string[], order: readonly number[]) {
     this.#parsed = parsed;
     this.#userIds = userIds;
-    this.#jobs = parsed.map(jobsOf);
-    this.#tables = this.#jobs.length === 0 ? [] : this.#jobs[0]!.map((j) => j.table);
-    // A group commit builds one batch per few milliseconds, and most of its tables are empty.
-    this.#rowsByTable = this.#tables.map((table, t) => {
+    // A group commit builds one batch per few milliseconds, and most data types have no items in it.
+    this.#tables = tablesInWriteOrder.filter((table) => parsed.some((p) => p.received[table.kind] !== 0));
+    this.#rowsByTable = this.#tables.map((table) => {
       const rows: BatchRow<unknown>[] = [];
-      for (let p = 0; p < this.#jobs.length; p++) for (const row of this.#jobs[p]![t]!.rows) rows.push({ payload: p + 1, row });
+      for (let p = 0; p < parsed.length; p++) for (const row of rowsFor(parsed[p]!, table)) rows.push({ payload: p + 1, row });
       return rows.length === 0 ? rows : newestPerKey(table, rows, userIds, order, this.#displacing);
     });
   }
@@ -70,12 +69,11 @@ export class SampleBatch {
    * data type with items, [received, rows the payload holds for its table].
    */
   countBases(): Array<Record<string, [number, number]>> {
-    return this.#parsed.map((parsed, p) => {
+    return this.#parsed.map((parsed) => {
       const base: Record<string, [number, number]> = {};
-      for (let t = 0; t < this.#tables.length; t++) {
-        const table = this.#tables[t]!;
+      for (const table of this.#tables) {
         const received = parsed.received[table.kind];
-        const stored = this.#jobs[p]![t]!.rows.length;
+        const stored = rowsFor(parsed, table).length;
         if (received !== 0 || stored !== 0) base[table.label] = [received, stored];
       }
       return base;

@@ -105,6 +105,21 @@ describe('columns travel as binary arrays', () => {
     assert.deepEqual(rows[0]!.j, [[], {}, [1, 'a'], { k: [] }, [], null]);
   });
 
+  test('repeated text and jsonb values (copied from the element before, not encoded again) come back as sent', async () => {
+    // Repeats around NULLs and an empty string, multi-byte text, a repeat that makes the buffer grow.
+    const long = `Watch\u2019s ${'x'.repeat(300)}`;
+    const texts = ['count/min', 'count/min', null, 'count/min', '', '', 'Anna\u2019s Apple\u00a0Watch', 'Anna\u2019s Apple\u00a0Watch', long, long, long, null, long, 'count/min'];
+    const text = new BinaryArrayWriter('text', 24);
+    for (const v of texts) text.push(v);
+    const counts = { heart_rate: { received: 3, inserted: 3 } };
+    const jsons = [counts, counts, '[]', '[]', null, [], { ...counts }, counts];
+    const jsonb = new BinaryArrayWriter('jsonb', 8);
+    for (const v of jsons) jsonb.push(v);
+    const { rows } = await pool.query<{ t: Array<string | null>; j: unknown[] }>('SELECT $1::text[] AS t, $2::jsonb[] AS j', [text.finish(), jsonb.finish()]);
+    assert.deepEqual(rows[0]!.t, texts);
+    assert.deepEqual(rows[0]!.j, [counts, counts, [], [], null, [], counts, counts]);
+  });
+
   test('millisecond epochs from 1970 to 2100 are exact timestamptz values (checked by the server)', async () => {
     const times = new BinaryArrayWriter('timestamptz');
     const expected = new BinaryArrayWriter('float8');

@@ -1,6 +1,6 @@
 import type { MetricShape } from './metric-shape.js';
 import { heartRatePointSchema, isValidHeartRatePoint, type HeartRatePoint } from './schema.js';
-import { checkDate, checkHeartRates, describeValue, isPlainObject, missingHeartRateProblem, Problem, problemFromZod, sourceOrEmpty } from './validate.js';
+import { checkDate, checkHeartRate, describeValue, isPlainObject, missingHeartRateProblem, Problem, problemFromZod, sourceOrEmpty } from './validate.js';
 
 /** `heart_rate` points `{date, Min, Avg, Max, source?}` (capitalised keys, §1.4). */
 export const heartRateShape: MetricShape<'heartRate'> = {
@@ -27,18 +27,12 @@ export const heartRateShape: MetricShape<'heartRate'> = {
     if (min === null && avg === null && max === null) {
       // An instantaneous sample written as `qty` (unaggregated export): min = avg = max.
       if (qty === null || qty === undefined) return missingHeartRateProblem();
-      const range = checkHeartRates([['qty', qty]], metric.limits);
+      const range = checkHeartRate('qty', qty, metric.limits);
       return range ?? { time, source, min: qty, avg: qty, max: qty, units };
     }
-    // Q16: each of Min, Avg, Max on its own, so the message names the one that is wrong.
-    const range = checkHeartRates(
-      [
-        ['Min', min],
-        ['Avg', avg],
-        ['Max', max],
-      ],
-      metric.limits,
-    );
+    // Q16: each of Min, Avg, Max on its own, so the message names the one that is wrong. Called
+    // one by one, not over a list: this runs for every point.
+    const range = checkHeartRate('Min', min, metric.limits) ?? checkHeartRate('Avg', avg, metric.limits) ?? checkHeartRate('Max', max, metric.limits);
     return range ?? { time, source, min, avg, max, units };
   },
 };

@@ -316,6 +316,8 @@ export class PayloadProcessor {
 }
 
 export function tallyRejections(rejections: readonly ItemRejection[]): RejectionTally[] {
+  // Nearly every payload: no Map for nothing.
+  if (rejections.length === 0) return [];
   const byReason = new Map<string, RejectionTally>();
   for (const r of rejections) {
     const key = `${r.type}\u0000${r.reason}`;

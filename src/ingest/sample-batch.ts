@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { ProcessingResult, TypeCounts } from '../../broker/types.js';
 import type { ParsedPayload } from '../hae/types.js';
 import { monthsOf, type PartitionManager } from '../store/partitions.js';
-import type { Column, SampleTable } from '../store/sample-tables.js';
+import { NaturalKeyIndex, type Column, type SampleTable } from '../store/sample-tables.js';
 import { BinaryArrayWriter } from '../store/binary-array.js';
 import { encodeChunk, MAX_CHUNK_BYTES } from '../store/sample-writer.js';
 import { explainWriteError, reportedRejections, rowsFor, tablesInWriteOrder, tallyRejections, type ProcessedPayload } from './processor.js';
@@ -200,15 +200,20 @@ export function processedResults(parsed: readonly ParsedPayload[], ingestionIds:
  * last one (as the single-payload writer keeps it).
  */
 function newestPerKey<R>(table: SampleTable<R>, rows: BatchRow<R>[], userIds: readonly string[], order: readonly number[], displacing: Set<number>): BatchRow<R>[] {
-  const kept = new Map<string, BatchRow<R>>();
+  const index = new NaturalKeyIndex(table);
+  const kept: BatchRow<R>[] = [];
   for (const r of rows) {
-    const key = `${userIds[r.payload - 1]}\u0000${table.key(r.row)}`;
-    const previous = kept.get(key);
-    const wins = !previous || order[r.payload - 1]! >= order[previous.payload - 1]!;
-    if (previous && previous.payload !== r.payload) displacing.add(wins ? r.payload : previous.payload);
-    if (wins) kept.set(key, r);
+    const at = index.positionOf(userIds[r.payload - 1]!, r.row, kept.length);
+    if (at === kept.length) {
+      kept.push(r);
+      continue;
+    }
+    const previous = kept[at]!;
+    const wins = order[r.payload - 1]! >= order[previous.payload - 1]!;
+    if (previous.payload !== r.payload) displacing.add(wins ? r.payload : previous.payload);
+    if (wins) kept[at] = r;
   }
-  return kept.size === rows.length ? rows : [...kept.values()];
+  return kept.length === rows.length ? rows : kept;
 }
 
 async function writeBatchRows<R>(

@@ -60,6 +60,10 @@ export class BinaryArrayWriter {
   #offset = HEADER_BYTES;
   #count = 0;
   #hasNull = false;
+  /** The last text or jsonb value written, and where its bytes are: columns repeat values (units, a payload's source). */
+  #lastText: string | undefined;
+  #lastStart = 0;
+  #lastBytes = 0;
 
   constructor(
     readonly type: ElementType,
@@ -165,6 +169,16 @@ export class BinaryArrayWriter {
   }
 
   #text(text: string, jsonb: boolean): void {
+    if (text === this.#lastText) {
+      // The same value as before: its bytes (jsonb version byte included) copied, not encoded again.
+      const bytes = this.#lastBytes;
+      this.#ensure(4 + bytes);
+      this.#buf.writeInt32BE(bytes, this.#offset);
+      this.#buf.copyWithin(this.#offset + 4, this.#lastStart, this.#lastStart + bytes);
+      this.#lastStart = this.#offset + 4;
+      this.#offset += 4 + bytes;
+      return;
+    }
     const prefix = jsonb ? 1 : 0;
     this.#ensure(4 + prefix + text.length * 3);
     const start = this.#offset + 4;
@@ -172,6 +186,9 @@ export class BinaryArrayWriter {
     const written = this.#buf.write(text, start + prefix, 'utf8');
     this.#buf.writeInt32BE(written + prefix, this.#offset);
     this.#offset = start + prefix + written;
+    this.#lastText = text;
+    this.#lastStart = start;
+    this.#lastBytes = prefix + written;
   }
 
   /**

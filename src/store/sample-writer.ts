@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { TypeCounts } from '../../broker/types.js';
 import { BinaryArrayWriter, expectedArrayBytes, isElementType, type ElementType } from './binary-array.js';
-import type { Column, SampleTable } from './sample-tables.js';
+import { NaturalKeyIndex, type Column, type SampleTable } from './sample-tables.js';
 
 /**
  * Upper bound of the encoded arrays of one chunk (all columns). Rows are cut by bytes as well as
@@ -105,17 +105,15 @@ export class ChunkWriter<R> {
 /** The last row of each natural key, in first-seen order; the input itself when keys are unique. */
 function deduplicate<R>(table: SampleTable<R>, rows: readonly R[]): readonly R[] {
   if (new KeyOrderCheck(table).extend(rows, 0, rows.length)) return rows;
-  const index = new Map<string, number>();
-  let duplicates = false;
-  for (let i = 0; i < rows.length; i++) {
-    const key = table.key(rows[i]!);
-    if (index.has(key)) duplicates = true;
-    index.set(key, i);
-  }
-  if (!duplicates) return rows;
+  // One user per call: the index's user level holds a single entry.
+  const index = new NaturalKeyIndex(table);
   const last: R[] = [];
-  for (const i of index.values()) last.push(rows[i]!);
-  return last;
+  for (const row of rows) {
+    const at = index.positionOf('', row, last.length);
+    if (at === last.length) last.push(row);
+    else last[at] = row;
+  }
+  return last.length === rows.length ? rows : last;
 }
 
 /**

@@ -146,7 +146,9 @@ export class InCommitProcessor {
     started: number,
   ): Promise<InCommitOutcome[] | null> {
     const counts = batch.countsIfAllNew();
-    const values = [...rawColumns(payloads, INSERT_EXTRA_TYPES, (parsed, i) => [counts[i], parsed.rejections.length, reportedRejections(parsed), parsed.notStored]), ...tableArrays];
+    // Stored with the raw row and returned in the answer: one slice per payload serves both.
+    const reported = payloads.map((p) => reportedRejections(p.parsed));
+    const values = [...rawColumns(payloads, INSERT_EXTRA_TYPES, (parsed, i) => [counts[i], parsed.rejections.length, reported[i], parsed.notStored]), ...tableArrays];
     let rows: Array<{ id: string }>;
     try {
       ({ rows } = await this.#pool.query<{ id: string }>({ ...this.#statementFor('insert', tables), values }));
@@ -164,6 +166,7 @@ export class InCommitProcessor {
       payloads.map((p) => p.parsed),
       rows.map((row) => String(row.id)),
       counts,
+      reported,
     );
     return processed.map((done) => {
       const { ingestionId, counts, rejections, notStored } = done.result;

@@ -188,9 +188,15 @@ export async function markProcessed(
   await client.query({ ...MARK_PROCESSED, values: columns.map((c) => c.finish()) });
 }
 
-export function processedResults(parsed: readonly ParsedPayload[], ingestionIds: readonly string[], counts: ReadonlyArray<Record<string, TypeCounts>>): ProcessedPayload[] {
+/** `reported`: each payload's reportedRejections, when the caller has them already. */
+export function processedResults(
+  parsed: readonly ParsedPayload[],
+  ingestionIds: readonly string[],
+  counts: ReadonlyArray<Record<string, TypeCounts>>,
+  reported: ReadonlyArray<ProcessingResult['rejections']> = parsed.map(reportedRejections),
+): ProcessedPayload[] {
   return parsed.map((p, i) => ({
-    result: { ingestionId: ingestionIds[i]!, counts: counts[i]!, rejections: reportedRejections(p), notStored: p.notStored } satisfies ProcessingResult,
+    result: { ingestionId: ingestionIds[i]!, counts: counts[i]!, rejections: reported[i]!, notStored: p.notStored } satisfies ProcessingResult,
     rejectionTallies: tallyRejections(p.rejections),
   }));
 }

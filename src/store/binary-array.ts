@@ -175,7 +175,6 @@ export class BinaryArrayWriter {
       this.#ensure(4 + bytes);
       this.#buf.writeInt32BE(bytes, this.#offset);
       this.#buf.copyWithin(this.#offset + 4, this.#lastStart, this.#lastStart + bytes);
-      this.#lastStart = this.#offset + 4;
       this.#offset += 4 + bytes;
       return;
     }

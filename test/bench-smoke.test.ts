@@ -60,6 +60,15 @@ test('bench quick mode: every scenario reports figures, ceilings and ratios', { 
     assert.deepEqual(bulk.ceilingRowDifferences, [], 'the ceiling writes the same rows as the daemon');
     const small = report.scenarios.smallMessages!.figures.find((f) => f.id === 'small.messagesPerSecond')!;
     assert.ok(small.value > 0, 'the daemon acknowledged small messages');
+    const slices = report.scenarios.smallMessages!.details.slices as Array<{ side: string; messagesPerSecond: number }>;
+    const round = ['bare broker', 'daemon', 'store-rows receiver', 'store-only receiver'];
+    const there = [...round, ...[...round].reverse()];
+    assert.deepEqual(
+      slices.map((s) => s.side),
+      [...there, ...there],
+      'the daemon, its ceiling and the references are measured in interleaved slices',
+    );
+    assert.ok(slices.every((s) => s.messagesPerSecond > 0), `every slice acknowledged messages: ${JSON.stringify(slices)}`);
     for (const id of ['small.storeOnlyMessagesPerSecond', 'small.storeRowsMessagesPerSecond']) {
       const reference = report.scenarios.smallMessages!.figures.find((f) => f.id === id);
       assert.ok(reference && reference.value > 0, `${id}: the reference receiver acknowledged small messages`);

@@ -108,6 +108,19 @@ export interface CpuUse {
   otherCores: number;
 }
 
+/** Several windows as one: their CPU over their summed durations. */
+export function combinedCpu(uses: readonly CpuUse[]): CpuUse {
+  const seconds = uses.reduce((n, u) => n + u.seconds, 0);
+  const cores = (pick: (u: CpuUse) => number) => Math.round((uses.reduce((n, u) => n + pick(u) * u.seconds, 0) / seconds) * 100) / 100;
+  return {
+    seconds: Math.round(seconds * 100) / 100,
+    machineBusyCores: cores((u) => u.machineBusyCores),
+    benchCores: cores((u) => u.benchCores),
+    otherPostgresCores: cores((u) => u.otherPostgresCores),
+    otherCores: cores((u) => u.otherCores),
+  };
+}
+
 /**
  * CPU used during a measurement, split into ours and everybody else's, so that a figure taken
  * while someone else was busy can be recognised. Our database backends are found by name.

@@ -1,5 +1,5 @@
 import { BenchChild, wallClockMs } from './child.js';
-import { Histogram, type LatencySummary } from './latency.js';
+import { Histogram, type HistogramData, type LatencySummary } from './latency.js';
 import type { LoadResult } from './mqtt-load-child.js';
 
 export interface MqttLoadResult {
@@ -10,6 +10,33 @@ export interface MqttLoadResult {
   errors: number;
   firstError: string | null;
   latency: LatencySummary;
+  /** Every acknowledgement's latency, so that runs can be combined (combinedRuns). */
+  histogram: HistogramData;
+}
+
+/** Several runs of the same load as one: their acknowledgements over their summed durations. */
+export function combinedRuns(runs: readonly MqttLoadResult[]): MqttLoadResult {
+  return loadResult(
+    runs[0]!.clients,
+    runs.reduce((n, r) => n + r.seconds, 0),
+    runs.map((r) => r.histogram),
+    runs,
+  );
+}
+
+/** A load's figures from its latencies (one histogram per part) and its parts' errors. */
+function loadResult(clients: number, seconds: number, histograms: HistogramData[], parts: ReadonlyArray<{ errors: number; firstError: string | null }>): MqttLoadResult {
+  const histogram = Histogram.merge(histograms);
+  return {
+    clients,
+    seconds,
+    acked: histogram.count,
+    messagesPerSecond: histogram.count / seconds,
+    errors: parts.reduce((n, p) => n + p.errors, 0),
+    firstError: parts.map((p) => p.firstError).find((e) => e !== null) ?? null,
+    latency: histogram.summary(),
+    histogram: histogram.toJSON(),
+  };
 }
 
 let rounds = 0;
@@ -49,17 +76,8 @@ export class MqttLoad {
     // A common start a little ahead, so both processes begin together.
     const startAt = wallClockMs() + 200;
     const parts = await Promise.all(this.#children.map((c) => c.request<LoadResult>({ type: 'run', startAt, durationMs: seconds * 1000, round })));
-    const histogram = Histogram.merge(parts.map((p) => p.histogram));
     const elapsed = (Math.max(...parts.map((p) => p.lastAckAt)) - startAt) / 1000;
-    return {
-      clients: this.#clients,
-      seconds: elapsed,
-      acked: histogram.count,
-      messagesPerSecond: histogram.count / elapsed,
-      errors: parts.reduce((a, p) => a + p.errors, 0),
-      firstError: parts.map((p) => p.firstError).find((e) => e !== null) ?? null,
-      latency: histogram.summary(),
-    };
+    return loadResult(this.#clients, elapsed, parts.map((p) => p.histogram), parts);
   }
 
   async close(): Promise<void> {

@@ -1,31 +1,72 @@
 import { BenchChild } from './child.js';
-import { timed, type BenchContext } from './context.js';
-import type { CpuUse } from './machine.js';
-import { MqttLoad, type MqttLoadResult } from './mqtt-load.js';
+import { settleBeforeStep, type BenchContext } from './context.js';
+import { combinedCpu, CpuWindow, type CpuUse } from './machine.js';
+import { combinedRuns, MqttLoad, type MqttLoadResult } from './mqtt-load.js';
 import { figure, type Figure, type ScenarioResult } from './report.js';
 import { waitDrained } from './rig.js';
 
-/** Measures `url` under the load: a short warm-up (JIT, connection pools), then the timed run. */
-async function measure(ctx: BenchContext, cpu: Record<string, CpuUse>, step: string, url: string, key: string): Promise<MqttLoadResult & { backlogSeconds?: number; processedPerSecond?: number | null }> {
-  const { options, log } = ctx;
-  const load = await MqttLoad.open(url, key, options.mqttClients, `bench-${step.replace(/\W+/g, '-')}`);
+type MeasuredLoad = MqttLoadResult & { backlogSeconds?: number; processedPerSecond?: number | null };
+
+/** The receivers of scenario 2: the daemon, its ceiling and the two references. */
+type Side = 'bare broker' | 'daemon' | 'store-rows receiver' | 'store-only receiver';
+
+/** The order of one round of slices (see measureInterleaved); each round runs it forwards, then backwards. */
+const ROUND: readonly Side[] = ['bare broker', 'daemon', 'store-rows receiver', 'store-only receiver'];
+/** Slices of each side's run: ROUND forwards and backwards, twice. */
+const SLICES_PER_SIDE = 4;
+
+/**
+ * Every receiver under the same load, each for the full duration, in slices taken in turn
+ * (ROUND forwards, then backwards, twice over). The host's speed drifts by tens of percent within
+ * minutes; measured one after the other, a minute apart, the receivers would each see a
+ * different host, and the ratios would count that drift for or against the daemon. Interleaved
+ * this way they see the same host, and a steady drift cancels out (each side's slices lie
+ * symmetrically around the middle). Each side keeps its own connections open throughout.
+ */
+async function measureInterleaved(ctx: BenchContext, cpu: Record<string, CpuUse>, urls: Record<Side, string>): Promise<{ results: Record<Side, MeasuredLoad>; slices: Array<{ side: Side; messagesPerSecond: number }> }> {
+  const { options, log, rig } = ctx;
+  const loads = new Map<Side, MqttLoad>();
   try {
-    await load.run(Math.min(3, options.durationSeconds / 2));
-    const result = await timed(ctx, cpu, step, () => load.run(options.durationSeconds));
-    log(`scenario 2: ${step}: ${Math.round(result.messagesPerSecond)} msg/s, PUBACK p50 ${result.latency.p50Ms.toFixed(1)} ms, p99 ${result.latency.p99Ms.toFixed(1)} ms, ${result.errors} errors`);
-    if (url !== ctx.rig.daemon.wsUrl) return result;
+    for (const side of ROUND) {
+      loads.set(side, await MqttLoad.open(urls[side], side === 'daemon' ? rig.key : 'none', options.mqttClients, `bench-${side.replace(/\W+/g, '-')}`));
+      // A short warm-up (JIT, connection pools), untimed.
+      await loads.get(side)!.run(Math.min(3, options.durationSeconds / 2));
+    }
+    await settleBeforeStep(ctx, 'scenario 2');
+    const runs = new Map<Side, MqttLoadResult[]>(ROUND.map((side) => [side, []]));
+    const uses = new Map<Side, CpuUse[]>(ROUND.map((side) => [side, []]));
+    const slices: Array<{ side: Side; messagesPerSecond: number }> = [];
+    const order = Array.from({ length: SLICES_PER_SIDE / 2 }, () => [...ROUND, ...[...ROUND].reverse()]).flat();
+    for (const side of order) {
+      const window = new CpuWindow(rig.sql, rig.db.name);
+      await window.start();
+      const run = await loads.get(side)!.run(options.durationSeconds / SLICES_PER_SIDE);
+      uses.get(side)!.push(await window.stop());
+      runs.get(side)!.push(run);
+      slices.push({ side, messagesPerSecond: Math.round(run.messagesPerSecond) });
+    }
+    const results = {} as Record<Side, MeasuredLoad>;
+    for (const side of ROUND) {
+      cpu[side] = combinedCpu(uses.get(side)!);
+      const r = combinedRuns(runs.get(side)!);
+      results[side] = r;
+      log(`scenario 2: ${side}: ${Math.round(r.messagesPerSecond)} msg/s, PUBACK p50 ${r.latency.p50Ms.toFixed(1)} ms, p99 ${r.latency.p99Ms.toFixed(1)} ms, ${r.errors} errors`);
+    }
+    log(`scenario 2: slices (msg/s): ${slices.map((s) => `${s.side} ${s.messagesPerSecond}`).join(', ')}`);
     // Acknowledged means stored, not yet processed: how far processing lagged behind the acks.
-    const backlog = await waitDrained(ctx.rig.sql, 300_000);
+    const backlog = await waitDrained(rig.sql, 300_000);
     log(`scenario 2: the daemon finished processing ${backlog.seconds.toFixed(1)} s after the load ended`);
-    log(`scenario 2: daemon ingest metrics: ${await ingestMetrics(ctx.rig.daemon.httpUrl)}`);
-    return {
-      ...result,
+    log(`scenario 2: daemon ingest metrics: ${await ingestMetrics(rig.daemon.httpUrl)}`);
+    const daemon = results.daemon;
+    results.daemon = {
+      ...daemon,
       backlogSeconds: Math.round(backlog.seconds * 10) / 10,
       // What the daemon sustains end to end: acknowledged and also processed.
-      processedPerSecond: backlog.drained ? Math.round(result.acked / (result.seconds + backlog.seconds)) : null,
+      processedPerSecond: backlog.drained ? Math.round(daemon.acked / (daemon.seconds + backlog.seconds)) : null,
     };
+    return { results, slices };
   } finally {
-    await load.close();
+    await Promise.all([...loads.values()].map((load) => load.close()));
   }
 }
 
@@ -38,7 +79,7 @@ async function ingestMetrics(httpUrl: string): Promise<string> {
   return `${transactions} processing transactions, ${(payloads / Math.max(1, transactions)).toFixed(1)} payloads each`;
 }
 
-const rounded = (r: MqttLoadResult & { backlogSeconds?: number; processedPerSecond?: number | null }) => ({
+const rounded = ({ histogram: _, ...r }: MeasuredLoad) => ({
   ...r,
   seconds: Math.round(r.seconds * 100) / 100,
   messagesPerSecond: Math.round(r.messagesPerSecond),
@@ -71,10 +112,13 @@ export async function runSmallMessages(ctx: BenchContext): Promise<ScenarioResul
     };
     const storeOnlyUrl = await reference(storeOnly);
     const storeRowsUrl = await reference(storeRows);
-    const daemon = await measure(ctx, cpu, 'daemon', rig.daemon.wsUrl, rig.key);
-    const withRows = await measure(ctx, cpu, 'store-rows receiver', storeRowsUrl, 'none');
-    const stored = await measure(ctx, cpu, 'store-only receiver', storeOnlyUrl, 'none');
-    const ceiling = await measure(ctx, cpu, 'bare broker', `ws://127.0.0.1:${port}/mqtt`, 'none');
+    const { results, slices } = await measureInterleaved(ctx, cpu, {
+      'bare broker': `ws://127.0.0.1:${port}/mqtt`,
+      daemon: rig.daemon.wsUrl,
+      'store-rows receiver': storeRowsUrl,
+      'store-only receiver': storeOnlyUrl,
+    });
+    const { daemon, 'bare broker': ceiling, 'store-rows receiver': withRows, 'store-only receiver': stored } = results;
     const label = `${options.mqttClients} clients, 1-10 samples, QoS 1`;
     const result: ScenarioResult = {
       name: '2 small messages',
@@ -112,7 +156,7 @@ export async function runSmallMessages(ctx: BenchContext): Promise<ScenarioResul
           target: { rule: '<= 50 ms', pass: daemon.latency.p99Ms <= 50 },
         }),
       ],
-      details: { daemon: rounded(daemon), storeRowsReceiver: rounded(withRows), storeOnlyReceiver: rounded(stored), bareBroker: rounded(ceiling), generatorProcesses: 2 },
+      details: { daemon: rounded(daemon), storeRowsReceiver: rounded(withRows), storeOnlyReceiver: rounded(stored), bareBroker: rounded(ceiling), slices, generatorProcesses: 2 },
     };
     if (typeof daemon.processedPerSecond === 'number') {
       result.figures.splice(

@@ -10,6 +10,14 @@ type MeasuredLoad = MqttLoadResult & { backlogSeconds?: number; processedPerSeco
 /** The receivers of scenario 2: the daemon, its ceiling and the two references. */
 type Side = 'bare broker' | 'daemon' | 'store-rows receiver' | 'store-only receiver';
 
+/** One slice of a side's run, as the JSON report lists it. */
+interface Slice {
+  side: Side;
+  messagesPerSecond: number;
+  p99Ms: number;
+  cpu: CpuUse;
+}
+
 /** The order of one round of slices (see measureInterleaved); each round runs it forwards, then backwards. */
 const ROUND: readonly Side[] = ['bare broker', 'daemon', 'store-rows receiver', 'store-only receiver'];
 /** Slices of each side's run: ROUND forwards and backwards, twice. */
@@ -23,7 +31,7 @@ const SLICES_PER_SIDE = 4;
  * this way they see the same host, and a steady drift cancels out (each side's slices lie
  * symmetrically around the middle). Each side keeps its own connections open throughout.
  */
-async function measureInterleaved(ctx: BenchContext, cpu: Record<string, CpuUse>, urls: Record<Side, string>): Promise<{ results: Record<Side, MeasuredLoad>; slices: Array<{ side: Side; messagesPerSecond: number }> }> {
+async function measureInterleaved(ctx: BenchContext, cpu: Record<string, CpuUse>, urls: Record<Side, string>): Promise<{ results: Record<Side, MeasuredLoad>; slices: Slice[] }> {
   const { options, log, rig } = ctx;
   const loads = new Map<Side, MqttLoad>();
   try {
@@ -32,18 +40,21 @@ async function measureInterleaved(ctx: BenchContext, cpu: Record<string, CpuUse>
       // A short warm-up (JIT, connection pools), untimed.
       await loads.get(side)!.run(Math.min(3, options.durationSeconds / 2));
     }
-    await settleBeforeStep(ctx, 'scenario 2');
     const runs = new Map<Side, MqttLoadResult[]>(ROUND.map((side) => [side, []]));
     const uses = new Map<Side, CpuUse[]>(ROUND.map((side) => [side, []]));
-    const slices: Array<{ side: Side; messagesPerSecond: number }> = [];
+    const slices: Slice[] = [];
     const order = Array.from({ length: SLICES_PER_SIDE / 2 }, () => [...ROUND, ...[...ROUND].reverse()]).flat();
     for (const side of order) {
+      // Every slice starts from a settled database: the writers' slices leave a checkpoint and
+      // autovacuum behind, which would otherwise run in whichever slice comes next.
+      await settleBeforeStep(ctx, `scenario 2, ${side}`);
       const window = new CpuWindow(rig.sql, rig.db.name);
       await window.start();
       const run = await loads.get(side)!.run(options.durationSeconds / SLICES_PER_SIDE);
-      uses.get(side)!.push(await window.stop());
+      const use = await window.stop();
+      uses.get(side)!.push(use);
       runs.get(side)!.push(run);
-      slices.push({ side, messagesPerSecond: Math.round(run.messagesPerSecond) });
+      slices.push({ side, messagesPerSecond: Math.round(run.messagesPerSecond), p99Ms: Math.round(run.latency.p99Ms * 10) / 10, cpu: use });
     }
     const results = {} as Record<Side, MeasuredLoad>;
     for (const side of ROUND) {

@@ -452,3 +452,29 @@ test('stopAccepting: new connections fail, an in-flight slow request completes, 
   await stopped;
   await own.server.stop(); // idempotent
 });
+
+test('a client that hangs up while its payload is stored: logged as a warning that names the stored payload, not as a failure', async (t) => {
+  const own = await startHarness();
+  t.after(() => own.server.stop());
+  let release!: () => void;
+  own.sink.gate = new Promise<void>((resolve) => (release = resolve));
+  const socket = net.connect(own.server.address.port, '127.0.0.1');
+  await once(socket, 'connect');
+  socket.write(`POST /api/v1/ingest HTTP/1.1\r\nHost: x\r\nX-API-Key: ${GOOD_KEY}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(payload)}\r\n\r\n${payload}`);
+  // The body is read and in the sink (held at its gate, as by a slow database): the client gives up.
+  while (own.sink.requests.length === 0) await new Promise((r) => setTimeout(r, 5));
+  socket.destroy();
+  await new Promise((r) => setTimeout(r, 50));
+  release();
+  const line = (): Record<string, unknown> | undefined =>
+    own.logs.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => typeof l.msg === 'string' && l.msg.startsWith('client closed the connection'));
+  const deadline = Date.now() + 5_000;
+  while (!line() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  const logged = line();
+  assert.ok(logged, `a line for the request: ${own.logs.join('')}`);
+  assert.equal(logged.msg, 'client closed the connection before the answer; the payload is stored');
+  assert.equal(logged.level, 'warn');
+  assert.equal(logged.ingestionId, '1');
+  assert.equal(logged.status, null);
+  assert.ok(!own.logs.some((l) => l.includes('ingest request failed')), 'not logged as a failure');
+});

@@ -175,6 +175,10 @@ function writeLog(logger: Logger, log: IngestLog, res: ServerResponse, durationM
   const status = res.headersSent ? res.statusCode : null;
   const line = { ...log, status, durationMs: Math.round(durationMs) };
   if (log.aborted) logger.warn(line, 'ingest request aborted by the client');
+  // The client hung up while its payload was stored and processed (a timeout of its own): nothing
+  // failed here, and with an ingestion id the payload is stored; an error would send the operator
+  // looking for lost data.
+  else if (status === null && res.destroyed) logger.warn(line, log.ingestionId ? 'client closed the connection before the answer; the payload is stored' : 'client closed the connection before the answer');
   else if (status === null || status >= 500) logger.error(line, 'ingest request failed');
   else if (status >= 400) logger.warn(line, 'ingest request refused');
   else logger.info(line, 'ingest request');

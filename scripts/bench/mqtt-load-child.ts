@@ -37,11 +37,14 @@ export interface LoadResult {
 
 async function run(req: Request): Promise<LoadResult> {
   const startAt = req.startAt as number;
-  const endAt = startAt + (req.durationMs as number);
+  // Publishes before measureFrom (a ramp from the clients' common start to a steady state) are
+  // neither counted nor timed.
+  const measureFrom = (req.measureFrom as number | undefined) ?? startAt;
+  const endAt = measureFrom + (req.durationMs as number);
   const histogram = new Histogram();
   let errors = 0;
   let firstError: string | null = null;
-  let lastAckAt = startAt;
+  let lastAckAt = measureFrom;
   const runTag = `${tag}-${req.round as number}`;
   await new Promise((r) => setTimeout(r, Math.max(0, startAt - wallClockMs())));
   await Promise.all(
@@ -51,6 +54,7 @@ async function run(req: Request): Promise<LoadResult> {
         const t = wallClockMs();
         try {
           await publishAcked(client, 'health/bench/small', body);
+          if (t < measureFrom) continue;
           const now = wallClockMs();
           histogram.record(now - t);
           if (now > lastAckAt) lastAckAt = now;

@@ -71,12 +71,17 @@ export class MqttLoad {
     return this.#children.map((c) => c.pid);
   }
 
-  async run(seconds: number): Promise<MqttLoadResult> {
+  /**
+   * Publishes for `rampSeconds` unmeasured (from the clients' common start, all at once, to a
+   * steady state), then for `seconds` measured.
+   */
+  async run(seconds: number, rampSeconds = 0): Promise<MqttLoadResult> {
     const round = ++rounds;
     // A common start a little ahead, so both processes begin together.
     const startAt = wallClockMs() + 200;
-    const parts = await Promise.all(this.#children.map((c) => c.request<LoadResult>({ type: 'run', startAt, durationMs: seconds * 1000, round })));
-    const elapsed = (Math.max(...parts.map((p) => p.lastAckAt)) - startAt) / 1000;
+    const measureFrom = startAt + rampSeconds * 1000;
+    const parts = await Promise.all(this.#children.map((c) => c.request<LoadResult>({ type: 'run', startAt, measureFrom, durationMs: seconds * 1000, round })));
+    const elapsed = (Math.max(...parts.map((p) => p.lastAckAt)) - measureFrom) / 1000;
     return loadResult(this.#clients, elapsed, parts.map((p) => p.histogram), parts);
   }
 

@@ -1,6 +1,6 @@
 import { BenchChild } from './child.js';
-import { settleBeforeStep, type BenchContext } from './context.js';
-import { combinedCpu, CpuWindow, type CpuUse } from './machine.js';
+import { timed, type BenchContext } from './context.js';
+import { combinedCpu, type CpuUse } from './machine.js';
 import { combinedRuns, MqttLoad, type MqttLoadResult } from './mqtt-load.js';
 import { figure, type Figure, type ScenarioResult } from './report.js';
 import { waitDrained } from './rig.js';
@@ -50,14 +50,13 @@ async function measureInterleaved(ctx: BenchContext, cpu: Record<string, CpuUse>
     const uses = new Map<Side, CpuUse[]>(ROUND.map((side) => [side, []]));
     const slices: Slice[] = [];
     const order = Array.from({ length: SLICES_PER_SIDE / 2 }, () => [...ROUND, ...[...ROUND].reverse()]).flat();
+    const sliceCpu: Record<string, CpuUse> = {};
     for (const side of order) {
-      // Every slice starts from a settled database: the writers' slices leave a checkpoint and
-      // autovacuum behind, which would otherwise run in whichever slice comes next.
-      await settleBeforeStep(ctx, `scenario 2, ${side}`);
-      const window = new CpuWindow(rig.sql, rig.db.name);
-      await window.start();
-      const run = await loads.get(side)!.run(options.durationSeconds / SLICES_PER_SIDE, sliceRampSeconds(ctx));
-      const use = await window.stop();
+      // Every slice starts from a settled database (timed): the writers' slices leave a
+      // checkpoint and autovacuum behind, which would otherwise run in whichever slice comes next.
+      const step = `scenario 2, ${side}`;
+      const run = await timed(ctx, sliceCpu, step, () => loads.get(side)!.run(options.durationSeconds / SLICES_PER_SIDE, sliceRampSeconds(ctx)));
+      const use = sliceCpu[step]!;
       uses.get(side)!.push(use);
       runs.get(side)!.push(run);
       slices.push({ side, messagesPerSecond: Math.round(run.messagesPerSecond), p99Ms: Math.round(run.latency.p99Ms * 10) / 10, cpu: use });

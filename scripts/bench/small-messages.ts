@@ -47,7 +47,6 @@ async function measureInterleaved(ctx: BenchContext, cpu: Record<string, CpuUse>
       await loads.get(side)!.run(Math.min(3, options.durationSeconds / 2));
     }
     const runs = new Map<Side, MqttLoadResult[]>(ROUND.map((side) => [side, []]));
-    const uses = new Map<Side, CpuUse[]>(ROUND.map((side) => [side, []]));
     const slices: Slice[] = [];
     const order = Array.from({ length: SLICES_PER_SIDE / 2 }, () => [...ROUND, ...[...ROUND].reverse()]).flat();
     const sliceCpu: Record<string, CpuUse> = {};
@@ -56,14 +55,12 @@ async function measureInterleaved(ctx: BenchContext, cpu: Record<string, CpuUse>
       // checkpoint and autovacuum behind, which would otherwise run in whichever slice comes next.
       const step = `scenario 2, ${side}`;
       const run = await timed(ctx, sliceCpu, step, () => loads.get(side)!.run(options.durationSeconds / SLICES_PER_SIDE, sliceRampSeconds(ctx)));
-      const use = sliceCpu[step]!;
-      uses.get(side)!.push(use);
       runs.get(side)!.push(run);
-      slices.push({ side, messagesPerSecond: Math.round(run.messagesPerSecond), p99Ms: Math.round(run.latency.p99Ms * 10) / 10, cpu: use });
+      slices.push({ side, messagesPerSecond: Math.round(run.messagesPerSecond), p99Ms: Math.round(run.latency.p99Ms * 10) / 10, cpu: sliceCpu[step]! });
     }
     const results = {} as Record<Side, MeasuredLoad>;
     for (const side of ROUND) {
-      cpu[side] = combinedCpu(uses.get(side)!);
+      cpu[side] = combinedCpu(slices.filter((s) => s.side === side).map((s) => s.cpu));
       const r = combinedRuns(runs.get(side)!);
       results[side] = r;
       log(`scenario 2: ${side}: ${Math.round(r.messagesPerSecond)} msg/s, PUBACK p50 ${r.latency.p50Ms.toFixed(1)} ms, p99 ${r.latency.p99Ms.toFixed(1)} ms, ${r.errors} errors`);

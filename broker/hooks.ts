@@ -170,24 +170,28 @@ export function createBrokerHooks(ctx: HookContext): BrokerHooks {
     const body = typeof packet.payload === 'string' ? Buffer.from(packet.payload, 'utf8') : packet.payload;
     const receivedAt = new Date();
     const store = (): Promise<AcceptOutcome> => ctx.sink.accept({ identity: session.identity, transport, topic, body, receivedAt, clientId, remoteAddress });
+    const ended = ctx.inflight.begin();
+    // Called from one reaction, not a chain of then/catch/finally: thousands of publishes a second pass here.
+    const answer = (err: Error | null, outcome?: AcceptOutcome): void => {
+      try {
+        if (err) {
+          log.warn({ error: errorSummary(err), clientId, transport, remoteAddress, topic, bytes: body.length }, 'mqtt: payload not stored; withholding the ack so the client re-sends');
+        } else {
+          log.debug({ clientId, transport, topic, bytes: body.length, outcome: outcome?.kind }, 'mqtt: payload accepted');
+        }
+        done(err); // with null, the PUBACK leaves now, after the raw payload is committed
+      } catch (callbackError) {
+        log.error({ error: errorSummary(callbackError), clientId }, 'mqtt: publish callback failed');
+      } finally {
+        ended();
+      }
+    };
     // Within its budget (nearly always) the publish goes to the sink in this turn, without a promise in between.
     const held = ctx.throttle?.admit(client, session.identity);
-    const work = (held ? held.then(store) : rejectingOnThrow(store))
-      .then(
-        (outcome) => {
-          log.debug({ clientId, transport, topic, bytes: body.length, outcome: outcome.kind }, 'mqtt: payload accepted');
-          done(null); // the PUBACK leaves now, after the raw payload is committed
-        },
-        (err: unknown) => {
-          log.warn(
-            { error: errorSummary(err), clientId, transport, remoteAddress, topic, bytes: body.length },
-            'mqtt: payload not stored; withholding the ack so the client re-sends',
-          );
-          done(err instanceof Error ? err : new Error(String(err)));
-        },
-      )
-      .catch((err: unknown) => log.error({ error: errorSummary(err), clientId }, 'mqtt: publish callback failed'));
-    ctx.inflight.track(work);
+    void (held ? held.then(store) : rejectingOnThrow(store)).then(
+      (outcome) => answer(null, outcome),
+      (err: unknown) => answer(err instanceof Error ? err : new Error(String(err))),
+    );
   };
 
   return {

@@ -121,13 +121,14 @@ export class StatusChannel {
    */
   wrapSink(sink: IngestSink): IngestSink {
     return {
-      accept: async (request) => {
-        const outcome = await sink.accept(request);
-        const topic = statusTopicFor(request.identity);
-        // Nobody to tell: no message is built, not even the wait for processing.
-        if (topic !== null && this.deps.hasSubscriber(topic)) this.report(topic, request, outcome);
-        return outcome;
-      },
+      // A reaction of the sink's promise, not an async function around it: one promise fewer per publish.
+      accept: (request) =>
+        sink.accept(request).then((outcome) => {
+          const topic = statusTopicFor(request.identity);
+          // Nobody to tell: no message is built, not even the wait for processing.
+          if (topic !== null && this.deps.hasSubscriber(topic)) this.report(topic, request, outcome);
+          return outcome;
+        }),
     };
   }
 

@@ -1,4 +1,5 @@
 import client from 'prom-client';
+import { SummedCounter } from './summed-counter.js';
 
 /**
  * Every metric the daemon exports, built once and handed to the components that update it.
@@ -7,28 +8,28 @@ import client from 'prom-client';
 export class Metrics {
   readonly registry = new client.Registry();
 
-  readonly payloads = new client.Counter({
+  readonly payloads = new SummedCounter({
     name: 'self_sensored_ingest_payloads_total',
     help: 'Payloads received, by transport and outcome (stored, duplicate, invalid_json, json_limit, topic_refused, failed)',
     labelNames: ['transport', 'outcome'] as const,
     registers: [this.registry],
   });
 
-  readonly payloadBytes = new client.Counter({
+  readonly payloadBytes = new SummedCounter({
     name: 'self_sensored_ingest_payload_bytes_total',
     help: 'Bytes of payloads received, by transport',
     labelNames: ['transport'] as const,
     registers: [this.registry],
   });
 
-  readonly samples = new client.Counter({
+  readonly samples = new SummedCounter({
     name: 'self_sensored_ingest_samples_total',
     help: 'Samples written, by transport, data type and result (inserted, updated, unchanged)',
     labelNames: ['transport', 'type', 'result'] as const,
     registers: [this.registry],
   });
 
-  readonly rejections = new client.Counter({
+  readonly rejections = new SummedCounter({
     name: 'self_sensored_ingest_rejections_total',
     help: 'Items rejected inside payloads, by data type and reason',
     labelNames: ['transport', 'type', 'reason'] as const,

@@ -418,6 +418,21 @@ test('stop() gives up on a stuck accept() after drainTimeoutMs', limit, async (t
 
 // ---------------------------------------------------------------- pure units
 
+test('the in-flight count: each write counted out once, idle waiters woken at zero or told of the time-out', async () => {
+  const inflight = new InflightTracker();
+  assert.equal(await inflight.waitIdle(10), true, 'nothing pending: idle at once');
+  const endFirst = inflight.begin();
+  const endSecond = inflight.begin();
+  assert.equal(await inflight.waitIdle(20), false, 'two pending: the wait times out');
+  const idle = inflight.waitIdle(5_000);
+  endFirst();
+  endFirst(); // a second call must not count the other write out
+  assert.equal(inflight.size, 1);
+  endSecond();
+  assert.equal(inflight.size, 0);
+  assert.equal(await idle, true);
+});
+
 test('PacketSizeGuard follows headers across any chunking', limit, () => {
   const limit = 1000;
   const packets = [connectPacket('c', 'k'), publishPacket('health/a', 10), publishPacket('health/b', 1000 - 10), Buffer.from([0xc0, 0x00])];

@@ -205,7 +205,8 @@ export class IngestService implements IngestSink, Component {
     } else {
       // Backpressure: hold this payload (and its acknowledgement) while the backlog is over the
       // limit (a payload stored while parsed has waited already).
-      if (!early) await this.#waitForRoom(true);
+      // Checked here first: an await of #waitForRoom costs every payload a few promise turns.
+      if (!early && this.#backlogFull()) await this.#waitForRoom(true);
       if (this.#spool?.outage.active) return this.#toSpool(request, started);
       try {
         stored = await this.#raw.store(request, sha256Of(request.body), json);

@@ -96,6 +96,27 @@ function ownTree(all: Map<number, ProcessTimes>): Set<number> {
   return tree;
 }
 
+/** A thread's time on a CPU and time runnable but waiting for one, from the kernel's schedstat. */
+export interface ThreadSchedule {
+  runSeconds: number;
+  waitSeconds: number;
+}
+
+/**
+ * The main thread of process `pid` (its thread id is the pid): how long it ran and how long it
+ * was ready to run but waited in a run queue. Null where the kernel does not say (not Linux, or
+ * schedstats unavailable).
+ */
+export function mainThreadSchedule(pid: number): ThreadSchedule | null {
+  try {
+    const [run, wait] = readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8').trim().split(/\s+/).map(Number);
+    if (!Number.isFinite(run) || !Number.isFinite(wait)) return null;
+    return { runSeconds: run! / 1e9, waitSeconds: wait! / 1e9 };
+  } catch {
+    return null;
+  }
+}
+
 export interface CpuUse {
   seconds: number;
   /** Every core's busy time over the window, in cores (2.0 = both cores of a 2-core machine). */

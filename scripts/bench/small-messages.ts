@@ -1,6 +1,6 @@
 import { BenchChild } from './child.js';
 import { timed, type BenchContext } from './context.js';
-import { combinedCpu, type CpuUse } from './machine.js';
+import { combinedCpu, mainThreadSchedule, type CpuUse } from './machine.js';
 import { combinedRuns, MqttLoad, type MqttLoadResult } from './mqtt-load.js';
 import { figure, type Figure, type ScenarioResult } from './report.js';
 import { waitDrained } from './rig.js';
@@ -10,12 +10,23 @@ type MeasuredLoad = MqttLoadResult & { backlogSeconds?: number; processedPerSeco
 /** The receivers of scenario 2: the daemon, its ceiling and the two references. */
 type Side = 'bare broker' | 'daemon' | 'store-rows receiver' | 'store-only receiver';
 
+/**
+ * The receiver's main thread during a slice, in cores: running, and ready but waiting for a core.
+ * Under this load every receiver's main thread is its bottleneck, so its CPU per message (running
+ * over the rate) is what sets the rate (docs/performance.md, "What bounds the rate").
+ */
+interface MainThread {
+  running: number;
+  waiting: number;
+}
+
 /** One slice of a side's run, as the JSON report lists it. */
 interface Slice {
   side: Side;
   messagesPerSecond: number;
   p99Ms: number;
   cpu: CpuUse;
+  mainThread: MainThread | null;
 }
 
 /** The order of one round of slices (see measureInterleaved); each round runs it forwards, then backwards. */
@@ -28,6 +39,7 @@ const SLICES_PER_SIDE = 4;
  * on the daemon's p99. Each slice first publishes this long unmeasured.
  */
 const sliceRampSeconds = (ctx: BenchContext): number => (ctx.options.quick ? 0.1 : 1);
+const round2 = (n: number): number => Math.round(n * 100) / 100;
 
 /**
  * Every receiver under the same load, each for the full duration, in slices taken in turn
@@ -37,7 +49,12 @@ const sliceRampSeconds = (ctx: BenchContext): number => (ctx.options.quick ? 0.1
  * this way they see the same host, and a steady drift cancels out (each side's slices lie
  * symmetrically around the middle). Each side keeps its own connections open throughout.
  */
-async function measureInterleaved(ctx: BenchContext, cpu: Record<string, CpuUse>, urls: Record<Side, string>): Promise<{ results: Record<Side, MeasuredLoad>; slices: Slice[] }> {
+async function measureInterleaved(
+  ctx: BenchContext,
+  cpu: Record<string, CpuUse>,
+  urls: Record<Side, string>,
+  pids: Record<Side, number | null>,
+): Promise<{ results: Record<Side, MeasuredLoad>; slices: Slice[]; mainThreads: Partial<Record<Side, MainThread & { cpuMicrosPerMessage: number }>> }> {
   const { options, log, rig } = ctx;
   const loads = new Map<Side, MqttLoad>();
   try {
@@ -54,9 +71,17 @@ async function measureInterleaved(ctx: BenchContext, cpu: Record<string, CpuUse>
       // Every slice starts from a settled database (timed): the writers' slices leave a
       // checkpoint and autovacuum behind, which would otherwise run in whichever slice comes next.
       const step = `scenario 2, ${side}`;
+      const pid = pids[side];
+      const before = pid === null ? null : mainThreadSchedule(pid);
       const run = await timed(ctx, sliceCpu, step, () => loads.get(side)!.run(options.durationSeconds / SLICES_PER_SIDE, sliceRampSeconds(ctx)));
+      const after = pid === null ? null : mainThreadSchedule(pid);
       runs.get(side)!.push(run);
-      slices.push({ side, messagesPerSecond: Math.round(run.messagesPerSecond), p99Ms: Math.round(run.latency.p99Ms * 10) / 10, cpu: sliceCpu[step]! });
+      const seconds = sliceCpu[step]!.seconds;
+      const mainThread =
+        before && after && seconds > 0
+          ? { running: round2((after.runSeconds - before.runSeconds) / seconds), waiting: round2((after.waitSeconds - before.waitSeconds) / seconds) }
+          : null;
+      slices.push({ side, messagesPerSecond: Math.round(run.messagesPerSecond), p99Ms: Math.round(run.latency.p99Ms * 10) / 10, cpu: sliceCpu[step]!, mainThread });
     }
     const results = {} as Record<Side, MeasuredLoad>;
     for (const side of ROUND) {
@@ -66,6 +91,20 @@ async function measureInterleaved(ctx: BenchContext, cpu: Record<string, CpuUse>
       log(`scenario 2: ${side}: ${Math.round(r.messagesPerSecond)} msg/s, PUBACK p50 ${r.latency.p50Ms.toFixed(1)} ms, p99 ${r.latency.p99Ms.toFixed(1)} ms, ${r.errors} errors`);
     }
     log(`scenario 2: slices (msg/s): ${slices.map((s) => `${s.side} ${s.messagesPerSecond}`).join(', ')}`);
+    const mainThreads: Partial<Record<Side, MainThread & { cpuMicrosPerMessage: number }>> = {};
+    for (const side of ROUND) {
+      const own = slices.filter((s) => s.side === side);
+      const measured = own.flatMap((s) => (s.mainThread ? [{ ...s.mainThread, seconds: s.cpu.seconds, rate: s.messagesPerSecond }] : []));
+      if (measured.length !== own.length || measured.length === 0) continue;
+      // Over the side's slices together: time-weighted shares, and CPU seconds over messages.
+      const seconds = measured.reduce((n, m) => n + m.seconds, 0);
+      const running = measured.reduce((n, m) => n + m.running * m.seconds, 0);
+      const waiting = measured.reduce((n, m) => n + m.waiting * m.seconds, 0);
+      const messages = measured.reduce((n, m) => n + m.rate * m.seconds, 0);
+      mainThreads[side] = { running: round2(running / seconds), waiting: round2(waiting / seconds), cpuMicrosPerMessage: Math.round((running / Math.max(1, messages)) * 1e6) };
+    }
+    const described = Object.entries(mainThreads).map(([side, m]) => `${side} ${m.running} running, ${m.waiting} waiting, ${m.cpuMicrosPerMessage} µs per message`);
+    if (described.length > 0) log(`scenario 2: receivers' main threads (cores): ${described.join('; ')}`);
     // Acknowledged means stored, not yet processed: how far processing lagged behind the acks.
     const backlog = await waitDrained(rig.sql, 300_000);
     log(`scenario 2: the daemon finished processing ${backlog.seconds.toFixed(1)} s after the load ended`);
@@ -77,7 +116,7 @@ async function measureInterleaved(ctx: BenchContext, cpu: Record<string, CpuUse>
       // What the daemon sustains end to end: acknowledged and also processed.
       processedPerSecond: backlog.drained ? Math.round(daemon.acked / (daemon.seconds + backlog.seconds)) : null,
     };
-    return { results, slices };
+    return { results, slices, mainThreads };
   } finally {
     await Promise.all([...loads.values()].map((load) => load.close()));
   }
@@ -125,12 +164,17 @@ export async function runSmallMessages(ctx: BenchContext): Promise<ScenarioResul
     };
     const storeOnlyUrl = await reference(storeOnly);
     const storeRowsUrl = await reference(storeRows);
-    const { results, slices } = await measureInterleaved(ctx, cpu, {
-      'bare broker': `ws://127.0.0.1:${port}/mqtt`,
-      daemon: rig.daemon.wsUrl,
-      'store-rows receiver': storeRowsUrl,
-      'store-only receiver': storeOnlyUrl,
-    });
+    const { results, slices, mainThreads } = await measureInterleaved(
+      ctx,
+      cpu,
+      {
+        'bare broker': `ws://127.0.0.1:${port}/mqtt`,
+        daemon: rig.daemon.wsUrl,
+        'store-rows receiver': storeRowsUrl,
+        'store-only receiver': storeOnlyUrl,
+      },
+      { 'bare broker': bare.pid, daemon: rig.daemon.pid, 'store-rows receiver': storeRows.pid, 'store-only receiver': storeOnly.pid },
+    );
     const { daemon, 'bare broker': ceiling, 'store-rows receiver': withRows, 'store-only receiver': stored } = results;
     const label = `${options.mqttClients} clients, 1-10 samples, QoS 1`;
     const result: ScenarioResult = {
@@ -169,7 +213,7 @@ export async function runSmallMessages(ctx: BenchContext): Promise<ScenarioResul
           target: { rule: '<= 50 ms', pass: daemon.latency.p99Ms <= 50 },
         }),
       ],
-      details: { daemon: rounded(daemon), storeRowsReceiver: rounded(withRows), storeOnlyReceiver: rounded(stored), bareBroker: rounded(ceiling), slices, generatorProcesses: 2 },
+      details: { daemon: rounded(daemon), storeRowsReceiver: rounded(withRows), storeOnlyReceiver: rounded(stored), bareBroker: rounded(ceiling), slices, mainThreads, generatorProcesses: 2 },
     };
     if (typeof daemon.processedPerSecond === 'number') {
       result.figures.splice(

@@ -37,6 +37,9 @@ export interface BenchReport {
   daemonLogTail: string[];
 }
 
+/** A figure kept in the JSON report to two decimals. */
+export const round2 = (x: number): number => Math.round(x * 100) / 100;
+
 export function figure(f: Omit<Figure, 'ratio'>): Figure {
   const ratio = f.ceiling.value === 0 ? NaN : f.value / f.ceiling.value;
   return { ...f, ratio: Math.round(ratio * 1000) / 1000 };

@@ -2,7 +2,7 @@ import { BenchChild } from './child.js';
 import { timed, type BenchContext } from './context.js';
 import { Histogram, type LatencySummary } from './latency.js';
 import type { CpuUse } from './machine.js';
-import { figure, type ScenarioResult } from './report.js';
+import { figure, round2, type ScenarioResult } from './report.js';
 import type { RestRunResult } from './rest-load-child.js';
 
 const P99_LIMIT_MS = 100;
@@ -23,7 +23,6 @@ let tags = 0;
 async function step(gen: BenchChild, url: string, key: string | null, rate: number, seconds: number): Promise<Step> {
   const r = await gen.request<RestRunResult>({ type: 'run', url, key, rate, durationMs: seconds * 1000, tag: `bench-rest-${++tags}` });
   const latency = Histogram.merge([r.histogram]).summary();
-  const round2 = (x: number) => Math.round(x * 100) / 100;
   return {
     rate,
     sent: r.sent,

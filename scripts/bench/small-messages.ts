@@ -2,7 +2,7 @@ import { BenchChild } from './child.js';
 import { timed, type BenchContext } from './context.js';
 import { combinedCpu, mainThreadSchedule, type CpuUse } from './machine.js';
 import { combinedRuns, MqttLoad, type MqttLoadResult } from './mqtt-load.js';
-import { figure, type Figure, type ScenarioResult } from './report.js';
+import { figure, round2, type Figure, type ScenarioResult } from './report.js';
 import { waitDrained } from './rig.js';
 
 type MeasuredLoad = MqttLoadResult & { backlogSeconds?: number; processedPerSecond?: number | null };
@@ -39,7 +39,6 @@ const SLICES_PER_SIDE = 4;
  * on the daemon's p99. Each slice first publishes this long unmeasured.
  */
 const sliceRampSeconds = (ctx: BenchContext): number => (ctx.options.quick ? 0.1 : 1);
-const round2 = (n: number): number => Math.round(n * 100) / 100;
 
 /**
  * Every receiver under the same load, each for the full duration, in slices taken in turn
@@ -133,9 +132,9 @@ async function ingestMetrics(httpUrl: string): Promise<string> {
 
 const rounded = ({ histogram: _, ...r }: MeasuredLoad) => ({
   ...r,
-  seconds: Math.round(r.seconds * 100) / 100,
+  seconds: round2(r.seconds),
   messagesPerSecond: Math.round(r.messagesPerSecond),
-  latency: Object.fromEntries(Object.entries(r.latency).map(([k, v]) => [k, Math.round(v * 100) / 100])),
+  latency: Object.fromEntries(Object.entries(r.latency).map(([k, v]) => [k, round2(v)])),
 });
 
 /** A reference receiver's rate beside the bare broker's; no target. */

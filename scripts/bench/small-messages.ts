@@ -11,13 +11,20 @@ type MeasuredLoad = MqttLoadResult & { backlogSeconds?: number; processedPerSeco
 type Side = 'bare broker' | 'daemon' | 'store-rows receiver' | 'store-only receiver';
 
 /**
- * The receiver's main thread during a slice, in cores: running, and ready but waiting for a core.
- * Under this load every receiver's main thread is its bottleneck, so its CPU per message (running
- * over the rate) is what sets the rate (docs/performance.md, "What bounds the rate").
+ * The receiver's main thread during a slice, in seconds: running, and ready but waiting for a
+ * core. Under this load every receiver's main thread is its bottleneck, so its CPU per message is
+ * what sets the rate (docs/performance.md, "What bounds the rate").
  */
 interface MainThread {
+  runSeconds: number;
+  waitSeconds: number;
+}
+
+/** A side's main thread over all its slices: shares of a core, and CPU per acknowledged message. */
+interface MainThreadUse {
   running: number;
   waiting: number;
+  cpuMicrosPerMessage: number;
 }
 
 /** One slice of a side's run, as the JSON report lists it. */
@@ -53,7 +60,7 @@ async function measureInterleaved(
   cpu: Record<string, CpuUse>,
   urls: Record<Side, string>,
   pids: Record<Side, number | null>,
-): Promise<{ results: Record<Side, MeasuredLoad>; slices: Slice[]; mainThreads: Partial<Record<Side, MainThread & { cpuMicrosPerMessage: number }>> }> {
+): Promise<{ results: Record<Side, MeasuredLoad>; slices: Slice[]; mainThreads: Partial<Record<Side, MainThreadUse>> }> {
   const { options, log, rig } = ctx;
   const loads = new Map<Side, MqttLoad>();
   try {
@@ -75,11 +82,8 @@ async function measureInterleaved(
       const run = await timed(ctx, sliceCpu, step, () => loads.get(side)!.run(options.durationSeconds / SLICES_PER_SIDE, sliceRampSeconds(ctx)));
       const after = pid === null ? null : mainThreadSchedule(pid);
       runs.get(side)!.push(run);
-      const seconds = sliceCpu[step]!.seconds;
-      const mainThread =
-        before && after && seconds > 0
-          ? { running: round2((after.runSeconds - before.runSeconds) / seconds), waiting: round2((after.waitSeconds - before.waitSeconds) / seconds) }
-          : null;
+      const ms = (seconds: number): number => Math.round(seconds * 1000) / 1000;
+      const mainThread = before && after ? { runSeconds: ms(after.runSeconds - before.runSeconds), waitSeconds: ms(after.waitSeconds - before.waitSeconds) } : null;
       slices.push({ side, messagesPerSecond: Math.round(run.messagesPerSecond), p99Ms: Math.round(run.latency.p99Ms * 10) / 10, cpu: sliceCpu[step]!, mainThread });
     }
     const results = {} as Record<Side, MeasuredLoad>;
@@ -90,17 +94,16 @@ async function measureInterleaved(
       log(`scenario 2: ${side}: ${Math.round(r.messagesPerSecond)} msg/s, PUBACK p50 ${r.latency.p50Ms.toFixed(1)} ms, p99 ${r.latency.p99Ms.toFixed(1)} ms, ${r.errors} errors`);
     }
     log(`scenario 2: slices (msg/s): ${slices.map((s) => `${s.side} ${s.messagesPerSecond}`).join(', ')}`);
-    const mainThreads: Partial<Record<Side, MainThread & { cpuMicrosPerMessage: number }>> = {};
+    const mainThreads: Partial<Record<Side, MainThreadUse>> = {};
     for (const side of ROUND) {
       const own = slices.filter((s) => s.side === side);
-      const measured = own.flatMap((s) => (s.mainThread ? [{ ...s.mainThread, seconds: s.cpu.seconds, rate: s.messagesPerSecond }] : []));
-      if (measured.length !== own.length || measured.length === 0) continue;
-      // Over the side's slices together: time-weighted shares, and CPU seconds over messages.
-      const seconds = measured.reduce((n, m) => n + m.seconds, 0);
-      const running = measured.reduce((n, m) => n + m.running * m.seconds, 0);
-      const waiting = measured.reduce((n, m) => n + m.waiting * m.seconds, 0);
-      const messages = measured.reduce((n, m) => n + m.rate * m.seconds, 0);
-      mainThreads[side] = { running: round2(running / seconds), waiting: round2(waiting / seconds), cpuMicrosPerMessage: Math.round((running / Math.max(1, messages)) * 1e6) };
+      if (own.length === 0 || own.some((s) => !s.mainThread)) continue;
+      // Over the side's slices together: its seconds over theirs, and CPU seconds over messages.
+      const sum = (pick: (s: Slice) => number): number => own.reduce((n, s) => n + pick(s), 0);
+      const seconds = sum((s) => s.cpu.seconds);
+      const running = sum((s) => s.mainThread!.runSeconds);
+      const messages = sum((s) => s.messagesPerSecond * s.cpu.seconds);
+      mainThreads[side] = { running: round2(running / seconds), waiting: round2(sum((s) => s.mainThread!.waitSeconds) / seconds), cpuMicrosPerMessage: Math.round((running / Math.max(1, messages)) * 1e6) };
     }
     const described = Object.entries(mainThreads).map(([side, m]) => `${side} ${m.running} running, ${m.waiting} waiting, ${m.cpuMicrosPerMessage} µs per message`);
     if (described.length > 0) log(`scenario 2: receivers' main threads (cores): ${described.join('; ')}`);

@@ -97,6 +97,33 @@ describe('columns travel as binary arrays', () => {
     for (const bad of ['1e3', '12abc']) assert.throws(() => new BinaryArrayWriter('int8').push(bad), SyntaxError);
   });
 
+  test('int2, int4, float8 and timestamptz elements come back exactly as sent; an integer the type cannot hold is refused, not wrapped', async () => {
+    const int2s = [0, 1, -1, 255, 256, -32_768, 32_767];
+    const int4s = [0, 1, -1, 65_536, -2_147_483_648, 2_147_483_647];
+    const float8s = [0, -0.5, 1e-300, 123.456, -1.7976931348623157e308, Number.MIN_VALUE];
+    // Both sides of 2000-01-01 (PostgreSQL's epoch), and a value whose microseconds need the high 32 bits.
+    const times = [Date.UTC(2000, 0, 1), Date.UTC(1999, 11, 31, 23, 59, 59, 999), Date.UTC(2026, 0, 1, 1, 5, 0, 123), Date.UTC(1970, 0, 1)];
+    const int2 = new BinaryArrayWriter('int2', 8);
+    for (const v of [...int2s, null]) int2.push(v);
+    const int4 = new BinaryArrayWriter('int4', 8);
+    for (const v of [...int4s, null]) int4.push(v);
+    const float8 = new BinaryArrayWriter('float8', 8);
+    for (const v of [...float8s, null]) float8.push(v);
+    const timestamptz = new BinaryArrayWriter('timestamptz', 8);
+    for (const v of [...times, null]) timestamptz.push(v);
+    const { rows } = await pool.query<{ s: Array<number | null>; i: Array<number | null>; f: Array<number | null>; t: Array<string | null> }>(
+      `SELECT $1::int2[] AS s, $2::int4[] AS i, $3::float8[] AS f,
+              array(SELECT (extract(epoch FROM x) * 1000)::bigint::text FROM unnest($4::timestamptz[]) WITH ORDINALITY AS u(x, n) ORDER BY n) AS t`,
+      [int2.finish(), int4.finish(), float8.finish(), timestamptz.finish()],
+    );
+    assert.deepEqual(rows[0]!.s, [...int2s, null]);
+    assert.deepEqual(rows[0]!.i, [...int4s, null]);
+    assert.deepEqual(rows[0]!.f, [...float8s, null]);
+    assert.deepEqual(rows[0]!.t, [...times.map(String), null]);
+    for (const bad of [32_768, -32_769, Number.NaN]) assert.throws(() => new BinaryArrayWriter('int2').push(bad), RangeError);
+    for (const bad of [2_147_483_648, -2_147_483_649, Number.NaN]) assert.throws(() => new BinaryArrayWriter('int4').push(bad), RangeError);
+  });
+
   test('jsonb elements: empty lists, objects and text come back as sent', async () => {
     const values = [[], {}, [1, 'a'], { k: [] }, '[]', null];
     const jsonb = new BinaryArrayWriter('jsonb', 8);

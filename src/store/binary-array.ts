@@ -57,6 +57,11 @@ const TWO_POW_32 = 2 ** 32;
 
 export class BinaryArrayWriter {
   #buf: Buffer;
+  /**
+   * The same bytes as #buf: DataView's setters compile to plain stores, where Buffer's
+   * write*BE methods check their arguments at every call (a third of the time per value).
+   */
+  #view: DataView;
   #offset = HEADER_BYTES;
   #count = 0;
   #hasNull = false;
@@ -70,6 +75,7 @@ export class BinaryArrayWriter {
     initialBytes = 64 * 1024,
   ) {
     this.#buf = Buffer.allocUnsafe(Math.max(initialBytes, HEADER_BYTES));
+    this.#view = viewOf(this.#buf);
   }
 
   get bytes(): number {
@@ -91,14 +97,14 @@ export class BinaryArrayWriter {
     switch (this.type) {
       case 'float8':
         this.#ensure(12);
-        this.#buf.writeInt32BE(8, this.#offset);
-        this.#buf.writeDoubleBE(value as number, this.#offset + 4);
+        this.#view.setInt32(this.#offset, 8);
+        this.#view.setFloat64(this.#offset + 4, value as number);
         this.#offset += 12;
         return;
       case 'int2':
         this.#ensure(6);
-        this.#buf.writeInt32BE(2, this.#offset);
-        this.#buf.writeInt16BE(value as number, this.#offset + 4);
+        this.#view.setInt32(this.#offset, 2);
+        this.#view.setInt16(this.#offset + 4, inRange(value as number, INT16_MIN, INT16_MAX));
         this.#offset += 6;
         return;
       case 'int8':
@@ -106,13 +112,13 @@ export class BinaryArrayWriter {
         return;
       case 'int4':
         this.#ensure(8);
-        this.#buf.writeInt32BE(4, this.#offset);
-        this.#buf.writeInt32BE(value as number, this.#offset + 4);
+        this.#view.setInt32(this.#offset, 4);
+        this.#view.setInt32(this.#offset + 4, inRange(value as number, INT32_MIN, INT32_MAX));
         this.#offset += 8;
         return;
       case 'bool':
         this.#ensure(5);
-        this.#buf.writeInt32BE(1, this.#offset);
+        this.#view.setInt32(this.#offset, 1);
         this.#buf[this.#offset + 4] = value ? 1 : 0;
         this.#offset += 5;
         return;
@@ -121,8 +127,8 @@ export class BinaryArrayWriter {
         return;
       case 'date':
         this.#ensure(8);
-        this.#buf.writeInt32BE(4, this.#offset);
-        this.#buf.writeInt32BE(daysSincePgEpoch(value as string), this.#offset + 4);
+        this.#view.setInt32(this.#offset, 4);
+        this.#view.setInt32(this.#offset + 4, daysSincePgEpoch(value as string));
         this.#offset += 8;
         return;
       case 'text':
@@ -131,7 +137,7 @@ export class BinaryArrayWriter {
       case 'bytea': {
         const bytes = value as Buffer;
         this.#ensure(4 + bytes.length);
-        this.#buf.writeInt32BE(bytes.length, this.#offset);
+        this.#view.setInt32(this.#offset, bytes.length);
         bytes.copy(this.#buf, this.#offset + 4);
         this.#offset += 4 + bytes.length;
         return;
@@ -162,9 +168,9 @@ export class BinaryArrayWriter {
     this.#ensure(12);
     const micros = (epochMs - PG_EPOCH_MS) * 1000;
     const high = Math.floor(micros / TWO_POW_32);
-    this.#buf.writeInt32BE(8, this.#offset);
-    this.#buf.writeInt32BE(high, this.#offset + 4);
-    this.#buf.writeUInt32BE(micros - high * TWO_POW_32, this.#offset + 8);
+    this.#view.setInt32(this.#offset, 8);
+    this.#view.setInt32(this.#offset + 4, high);
+    this.#view.setUint32(this.#offset + 8, micros - high * TWO_POW_32);
     this.#offset += 12;
   }
 
@@ -173,7 +179,7 @@ export class BinaryArrayWriter {
       // The same value as before: its bytes (jsonb version byte included) copied, not encoded again.
       const bytes = this.#lastBytes;
       this.#ensure(4 + bytes);
-      this.#buf.writeInt32BE(bytes, this.#offset);
+      this.#view.setInt32(this.#offset, bytes);
       this.#buf.copyWithin(this.#offset + 4, this.#lastStart, this.#lastStart + bytes);
       this.#offset += 4 + bytes;
       return;
@@ -183,7 +189,7 @@ export class BinaryArrayWriter {
     const start = this.#offset + 4;
     if (jsonb) this.#buf[start] = 1; // jsonb binary format version
     const written = this.#buf.write(text, start + prefix, 'utf8');
-    this.#buf.writeInt32BE(written + prefix, this.#offset);
+    this.#view.setInt32(this.#offset, written + prefix);
     this.#offset = start + prefix + written;
     this.#lastText = text;
     this.#lastStart = start;
@@ -196,13 +202,13 @@ export class BinaryArrayWriter {
    */
   #int8(value: number | string): void {
     this.#ensure(12);
-    this.#buf.writeInt32BE(8, this.#offset);
+    this.#view.setInt32(this.#offset, 8);
     const n = typeof value === 'number' ? value : Number(value);
     // A string must read back as itself: BigInt refuses forms Number takes ('1e3', '0x1f', ' 7').
     if (Number.isSafeInteger(n) && (typeof value === 'number' || String(n) === value)) {
       const high = Math.floor(n / TWO_POW_32);
-      this.#buf.writeInt32BE(high, this.#offset + 4);
-      this.#buf.writeUInt32BE(n - high * TWO_POW_32, this.#offset + 8);
+      this.#view.setInt32(this.#offset + 4, high);
+      this.#view.setUint32(this.#offset + 8, n - high * TWO_POW_32);
     } else {
       this.#buf.writeBigInt64BE(BigInt(value), this.#offset + 4);
     }
@@ -211,14 +217,14 @@ export class BinaryArrayWriter {
 
   #uuid(uuid: string): void {
     this.#ensure(20);
-    this.#buf.writeInt32BE(16, this.#offset);
+    this.#view.setInt32(this.#offset, 16);
     uuidBytes(uuid).copy(this.#buf, this.#offset + 4);
     this.#offset += 20;
   }
 
   #int32(n: number): void {
     this.#ensure(4);
-    this.#buf.writeInt32BE(n, this.#offset);
+    this.#view.setInt32(this.#offset, n);
     this.#offset += 4;
   }
 
@@ -227,7 +233,21 @@ export class BinaryArrayWriter {
     const grown = Buffer.allocUnsafe(Math.max(this.#buf.length * 2, this.#offset + more));
     this.#buf.copy(grown, 0, 0, this.#offset);
     this.#buf = grown;
+    this.#view = viewOf(grown);
   }
+}
+
+const viewOf = (buf: Buffer): DataView => new DataView(buf.buffer, buf.byteOffset, buf.length);
+
+const INT16_MIN = -(2 ** 15);
+const INT16_MAX = 2 ** 15 - 1;
+const INT32_MIN = -(2 ** 31);
+const INT32_MAX = 2 ** 31 - 1;
+
+/** DataView wraps an integer that does not fit; a value the column cannot hold must fail the statement instead, as Buffer's writers did. */
+function inRange(value: number, min: number, max: number): number {
+  if (!(value >= min && value <= max)) throw new RangeError(`${value} is out of range for the array's element type (${min} to ${max})`);
+  return value;
 }
 
 // A group's payloads nearly all come with the same API key: its bytes are remembered.

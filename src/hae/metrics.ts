@@ -2,7 +2,7 @@ import { canonicalMetricName } from './aliases.js';
 import { bloodPressureShape } from './blood-pressure.js';
 import type { ParseContext } from './context.js';
 import { heartRateShape } from './heart-rate.js';
-import type { MetricInfo, MetricShape, PointShapeSelector } from './metric-shape.js';
+import type { MetricInfo, PointShapeSelector } from './metric-shape.js';
 import { quantityShape } from './quantity.js';
 import { isValidMetricObject, metricObjectSchema, type MetricObject } from './schema.js';
 import { sexualActivityShapeOf } from './sexual-activity.js';
@@ -36,19 +36,23 @@ export function rowKindOfMetric(canonicalName: string): SampleKind | undefined {
   return shape.kind;
 }
 
-function parsePoint<K extends SampleKind>(shape: MetricShape<K>, point: unknown, metric: MetricInfo, path: string, ctx: ParseContext): void {
-  ctx.settle(shape.kind, shape.parsePoint(point, metric), REJECTION_TYPE, path, metric.received);
+/** A metric object whose points are to be read, with what reading them needs. */
+interface MetricToRead {
+  /** The object itself (its `data` is detached once read, with releaseInput). */
+  raw: Record<string, unknown>;
+  metric: MetricInfo;
+  points: readonly unknown[];
+  /** Path of the points array, e.g. `data.metrics[0].data`. */
+  pointsPath: string;
+  shapeOf: PointShapeSelector;
 }
 
-/**
- * One object of `data.metrics`: `{name, units, data: [points]}`. Yields after every `stepPoints`
- * points read; returns how many points it detached (releaseInput).
- */
-function* parseMetricObject(raw: unknown, index: number, ctx: ParseContext, stepPoints: number): Generator<void, number> {
+/** The metric object `raw` (element `index` of data.metrics) ready to read, or null when it is rejected as a whole. */
+function metricToRead(raw: unknown, index: number, ctx: ParseContext): MetricToRead | null {
   const path = `data.metrics[${index}]`;
   if (!isPlainObject(raw)) {
     ctx.reject(REJECTION_TYPE, path, undefined, new Problem(undefined, 'invalid_shape', `A metric must be an object but is ${describeValue(raw)}`));
-    return 0;
+    return null;
   }
   let metricObject: MetricObject;
   if (isValidMetricObject(raw)) metricObject = raw;
@@ -56,34 +60,75 @@ function* parseMetricObject(raw: unknown, index: number, ctx: ParseContext, step
     const parsed = metricObjectSchema.safeParse(raw);
     if (!parsed.success) {
       ctx.reject(REJECTION_TYPE, path, typeof raw['name'] === 'string' ? raw['name'] : undefined, problemFromZod(parsed.error, raw, 'metric'));
-      return 0;
+      return null;
     }
     metricObject = parsed.data;
   }
   const { name, units, data } = metricObject;
   if (name.trim() === '') {
     ctx.reject(REJECTION_TYPE, path, name, new Problem('name', 'missing_value', 'The metric has an empty name'));
-    return 0;
+    return null;
   }
   const canonicalName = canonicalMetricName(name);
   const metric: MetricInfo = { name: canonicalName, received: name, units: units ?? '', bounds: ctx.bounds, limits: ctx.limits };
   // Q4: `data: []` (or no `data`) is a selected metric without samples.
-  const points = data ?? [];
-  const shapeOf = shapeByMetric.get(canonicalName) ?? quantitySelector;
-  for (let from = 0; from < points.length; from += stepPoints) {
-    if (from > 0) yield;
-    const to = Math.min(points.length, from + stepPoints);
-    for (let i = from; i < to; i++) parsePoint(shapeOf(points[i]), points[i], metric, `${path}.data[${i}]`, ctx);
-  }
-  if (!ctx.releaseInput) return 0;
-  raw['data'] = null;
-  return points.length;
+  return { raw, metric, points: data ?? [], pointsPath: `${path}.data`, shapeOf: shapeByMetric.get(canonicalName) ?? quantitySelector };
 }
 
-/** `data.metrics`: every metric object is read on its own; a bad one never hides the others. */
+/** Points [from, to) of the metric. */
+function readPoints(m: MetricToRead, from: number, to: number, ctx: ParseContext): void {
+  const { metric, points, pointsPath, shapeOf } = m;
+  for (let i = from; i < to; i++) {
+    const point = points[i];
+    const shape = shapeOf(point);
+    ctx.settle(shape.kind, shape.parsePoint(point, metric), REJECTION_TYPE, pointsPath, metric.received, i);
+  }
+}
+
+/** Detaches the metric's points from the input when the caller gave it up; how many were detached. */
+function releasePoints(m: MetricToRead, ctx: ParseContext): number {
+  if (!ctx.releaseInput) return 0;
+  m.raw['data'] = null;
+  return m.points.length;
+}
+
+/**
+ * One object of `data.metrics`: `{name, units, data: [points]}`. Yields after every `stepPoints`
+ * points read; returns how many points it detached (releaseInput).
+ */
+function* parseMetricObject(raw: unknown, index: number, ctx: ParseContext, stepPoints: number): Generator<void, number> {
+  const m = metricToRead(raw, index, ctx);
+  if (m === null) return 0;
+  for (let from = 0; from < m.points.length; from += stepPoints) {
+    if (from > 0) yield;
+    readPoints(m, from, Math.min(m.points.length, from + stepPoints), ctx);
+  }
+  return releasePoints(m, ctx);
+}
+
+function rejectNotAnArray(value: unknown, ctx: ParseContext): void {
+  ctx.reject(REJECTION_TYPE, 'data.metrics', undefined, new Problem(undefined, 'invalid_shape', `data.metrics must be an array but is ${describeValue(value)}`));
+}
+
+/**
+ * `data.metrics`: every metric object is read on its own; a bad one never hides the others.
+ * Without pauses: most payloads are small, and a generator's resumes cost them a fifth of the parse.
+ */
 export function parseMetricsSection(value: unknown, ctx: ParseContext): void {
-  const steps = parseMetricsSectionInSteps(value, ctx, Infinity);
-  while (!steps.next().done);
+  if (!Array.isArray(value)) return rejectNotAnArray(value, ctx);
+  for (let i = 0; i < value.length; i++) {
+    // Called out here, after readMetric returned: none of its locals still holds the points.
+    const released = readMetric(value[i], i, ctx);
+    if (released > 0) ctx.onInputReleased?.(released);
+  }
+}
+
+/** One metric object read at once; how many points it detached. */
+function readMetric(raw: unknown, index: number, ctx: ParseContext): number {
+  const m = metricToRead(raw, index, ctx);
+  if (m === null) return 0;
+  readPoints(m, 0, m.points.length, ctx);
+  return releasePoints(m, ctx);
 }
 
 /**
@@ -91,10 +136,7 @@ export function parseMetricsSection(value: unknown, ctx: ParseContext): void {
  * caller can write the rows read so far (and let I/O run) before the rest is read.
  */
 export function* parseMetricsSectionInSteps(value: unknown, ctx: ParseContext, stepPoints: number): Generator<void, void> {
-  if (!Array.isArray(value)) {
-    ctx.reject(REJECTION_TYPE, 'data.metrics', undefined, new Problem(undefined, 'invalid_shape', `data.metrics must be an array but is ${describeValue(value)}`));
-    return;
-  }
+  if (!Array.isArray(value)) return rejectNotAnArray(value, ctx);
   for (let i = 0; i < value.length; i++) {
     // Called out here, after parseMetricObject returned: none of its locals still holds the points.
     const released = yield* parseMetricObject(value[i], i, ctx, stepPoints);

@@ -3,7 +3,7 @@ import type { ProcessingResult, TypeCounts } from '../../broker/types.js';
 import type { ParsedPayload } from '../hae/types.js';
 import { monthsOf, type PartitionManager } from '../store/partitions.js';
 import { NaturalKeyIndex, type Column, type SampleTable } from '../store/sample-tables.js';
-import { BinaryArrayWriter } from '../store/binary-array.js';
+import { BinaryArrayWriter, expectedArrayBytes } from '../store/binary-array.js';
 import { encodeChunk, MAX_CHUNK_BYTES } from '../store/sample-writer.js';
 import { explainWriteError, reportedRejections, rowsFor, tablesInWriteOrder, tallyRejections, type ProcessedPayload } from './processor.js';
 
@@ -57,9 +57,12 @@ export class SampleBatch {
       const rows = this.#rowsByTable[t]!;
       if (rows.length === 0) continue;
       if (rows.length > (table.maxChunkRows ?? Infinity)) return null;
-      const chunk = encodeChunk(batchColumns(table), rows, 0, rows.length, maxBytes);
+      // The payload index apart, and the table's own columns read from the rows themselves: one call per value, not two.
+      const index = new BinaryArrayWriter('int4', expectedArrayBytes('int4', rows.length));
+      for (const r of rows) index.push(r.payload);
+      const chunk = encodeChunk(table.columns, rows.map((r) => r.row), 0, rows.length, maxBytes - index.bytes);
       if (chunk.end < rows.length) return null;
-      out.push({ table, arrays: chunk.arrays });
+      out.push({ table, arrays: [index.finish(), ...chunk.arrays] });
     }
     return out;
   }
@@ -85,14 +88,22 @@ export class SampleBatch {
    * inserted, and a row displaced by a later payload's row with the same key is unchanged.
    */
   countsIfAllNew(): Array<Record<string, TypeCounts>> {
-    const kept = this.#parsed.map(() => new Map<string, number>());
+    // Built table by table, in write order, as countBases and typeCountsOf would: one count per payload and table, no Map per payload.
+    const counts = this.#parsed.map((): Record<string, TypeCounts> => ({}));
+    const kept = new Int32Array(this.#parsed.length);
     this.#tables.forEach((table, t) => {
-      for (const r of this.#rowsByTable[t]!) {
-        const byLabel = kept[r.payload - 1]!;
-        byLabel.set(table.label, (byLabel.get(table.label) ?? 0) + 1);
+      kept.fill(0);
+      for (const r of this.#rowsByTable[t]!) kept[r.payload - 1]!++;
+      for (let p = 0; p < this.#parsed.length; p++) {
+        const parsed = this.#parsed[p]!;
+        const received = parsed.received[table.kind];
+        const rows = rowsFor(parsed, table).length;
+        if (received === 0 && rows === 0) continue;
+        const inserted = kept[p]!;
+        counts[p]![table.label] = { received, inserted, updated: 0, unchanged: rows - inserted, rejected: received - rows };
       }
     });
-    return this.countBases().map((base, p) => typeCountsOf(base, (label) => ({ inserted: kept[p]!.get(label) ?? 0, updated: 0 })));
+    return counts;
   }
 
   get rowCount(): number {

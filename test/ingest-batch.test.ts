@@ -2,10 +2,11 @@ import assert from 'node:assert/strict';
 import { createHash, randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
-import type { IngestRequest } from '../broker/types.js';
+import type { IngestRequest, TypeCounts } from '../broker/types.js';
 import { defaultLimits } from '../src/hae/limits.js';
 import { BatchProcessor, MAX_BATCH_PAYLOADS, MAX_BATCH_ROWS, SMALL_PAYLOAD_BYTES } from '../src/ingest/batch-processor.js';
 import { RawIngestionStore } from '../src/ingest/raw-store.js';
+import { countsJson } from '../src/ingest/sample-batch.js';
 import type { IngestService } from '../src/ingest/service.js';
 import { createLogger } from '../src/log.js';
 import { Metrics } from '../src/metrics.js';
@@ -207,4 +208,20 @@ describe('queued small payloads are processed in batches', () => {
     assert.equal((await pool.query(`SELECT count(*)::int AS n FROM raw_ingestions WHERE id = ANY($1::int8[]) AND status = 'processed' AND attempts = 1`, [others])).rows[0].n, 4);
     for (const c of await storedCounts(others)) assert.deepEqual(c.quantity, { received: 2, inserted: 2, updated: 0, unchanged: 0, rejected: 0 });
   });
+});
+
+test('a payload\'s counts as stored are the text JSON.stringify makes, whatever the labels and numbers', () => {
+  const counts = (entries: Array<[string, number[]]>): Record<string, TypeCounts> =>
+    Object.fromEntries(entries.map(([label, [received, inserted, updated, unchanged, rejected]]) => [label, { received: received!, inserted: inserted!, updated: updated!, unchanged: unchanged!, rejected: rejected! }]));
+  const cases = [
+    counts([]),
+    counts([['heart_rate', [6, 6, 0, 0, 0]]]),
+    counts([['quantity', [1_000_000, 0, 999_999, 1, 0]], ['heart_rate', [3, 1, 1, 0, 1]], ['sleep_segments', [0, 0, 0, 0, 0]]]),
+    // Not a label the tables have, but one JSON must escape.
+    counts([['odd "label"\\\u0001', [1, 1, 0, 0, 0]]]),
+  ];
+  for (const c of cases) {
+    assert.equal(countsJson(c), JSON.stringify(c));
+    assert.deepEqual(JSON.parse(countsJson(c)), c);
+  }
 });

@@ -12,7 +12,7 @@ import { MAX_CHUNK_BYTES } from '../store/sample-writer.js';
 import { errorMessage } from '../errors.js';
 import { reportedRejections, rowCountOf, type ProcessedPayload } from './processor.js';
 import { RAW_COLUMNS, RAW_ELEMENT_TYPES, rawColumnWriters, type RawRow, type StoredRaw } from './raw-store.js';
-import { payloadRowsInsertSql, payloadRowsUpsertSql, processedResults, SampleBatch, typeCountsOf } from './sample-batch.js';
+import { countsJson, payloadRowsInsertSql, payloadRowsUpsertSql, processedResults, SampleBatch, typeCountsOf } from './sample-batch.js';
 
 /** A small payload ready to be stored: its raw row, and its HAE content parsed when it arrived. */
 export interface InCommitPayload {
@@ -148,7 +148,7 @@ export class InCommitProcessor {
     const counts = batch.countsIfAllNew();
     // Stored with the raw row and returned in the answer: one slice per payload serves both.
     const reported = payloads.map((p) => reportedRejections(p.parsed));
-    const values = [...rawColumns(payloads, INSERT_EXTRA_TYPES, (parsed, i) => [counts[i], parsed.rejections.length, reported[i], parsed.notStored]), ...tableArrays];
+    const values = [...rawColumns(payloads, INSERT_EXTRA_TYPES, (parsed, i) => [countsJson(counts[i]!), parsed.rejections.length, reported[i], parsed.notStored]), ...tableArrays];
     let ids: string[];
     try {
       const { rows } = await this.#pool.query<{ ids: string | null }>({ ...this.#statementFor('insert', tables), values });

@@ -1,5 +1,6 @@
 import client from 'prom-client';
 import { SummedCounter } from './summed-counter.js';
+import { SummedHistogram } from './summed-histogram.js';
 
 /**
  * Every metric the daemon exports, built once and handed to the components that update it.
@@ -36,7 +37,7 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  readonly ingestDuration = new client.Histogram({
+  readonly ingestDuration = new SummedHistogram({
     name: 'self_sensored_ingest_duration_seconds',
     help: 'Time to store a raw payload (stage=accept) and to write its samples (stage=process)',
     labelNames: ['transport', 'stage'] as const,
@@ -56,7 +57,7 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  readonly batchPayloads = new client.Histogram({
+  readonly batchPayloads = new SummedHistogram({
     name: 'self_sensored_ingest_batch_payloads',
     help: 'Payloads turned into samples per processing transaction (small payloads are processed together, by their group commit or after it)',
     buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500],

@@ -126,7 +126,7 @@ export class InCommitProcessor {
     if (this.#mayInsertOnly(payloads)) outcomes = await this.#insertAllNew(payloads, batch, sampleTables, tableArrays, started);
     outcomes ??= await this.#upsert(payloads, batch, sampleTables, tableArrays, started);
     const processed = outcomes.filter((o) => o.processed).length;
-    if (processed > 0) this.#metrics.batchPayloads.observe(processed);
+    if (processed > 0) this.#metrics.batchPayloads.observe({}, processed);
     return outcomes;
   }
 

@@ -449,7 +449,7 @@ export class IngestService implements IngestSink, Component {
         input.onRowsBuilt = collectGarbage;
       }
       const processed = await this.#processor.processPayload(job.ingestionId, job.userId, input);
-      this.#metrics.batchPayloads.observe(1);
+      this.#metrics.batchPayloads.observe({}, 1);
       this.#finish(job, processed, (performance.now() - started) / 1000);
     } catch (err) {
       await this.#handleFailure(job, err);
@@ -534,7 +534,7 @@ export class IngestService implements IngestSink, Component {
     }
     // Payloads past the batch's row bound go back to the front of the queue, in order.
     this.#queue.unshift(...jobs.slice(processed.length));
-    this.#metrics.batchPayloads.observe(processed.length);
+    this.#metrics.batchPayloads.observe({}, processed.length);
     const seconds = (performance.now() - started) / 1000;
     for (let i = 0; i < processed.length; i++) this.#finish(jobs[i]!, processed[i]!, seconds);
   }

@@ -72,6 +72,24 @@ describe('the extended-protocol messages', () => {
     assert.equal(connection.stream.writableCorked, 0, 'uncorked again');
   });
 
+  test('a named statement is parsed in its first round trip on a connection and only bound after, byte for byte as pg does it', () => {
+    const name = 'ss_test_named_’';
+    const theirs = recordingConnection();
+    const ours = recordingConnection();
+    for (let round = 0; round < 2; round++) {
+      theirs.chunks.length = 0;
+      ours.chunks.length = 0;
+      new pg.Query({ name, text, values: params }).submit(theirs.connection);
+      assert.equal(new ZeroCopyQuery(text, params, name).submit(ours.connection), null);
+      assert.ok(Buffer.concat(ours.chunks).equals(Buffer.concat(theirs.chunks)), `round ${round + 1}`);
+      // What a ParseComplete makes pg's Client do.
+      for (const c of [theirs.connection, ours.connection] as unknown as Array<{ parsedStatements: Record<string, string> }>) c.parsedStatements[name] = text;
+    }
+    assert.ok(!Buffer.concat(ours.chunks).includes(Buffer.from(text)), 'the second round trip does not send the text again');
+    // As pg: one name, one text per connection.
+    assert.match(String(new ZeroCopyQuery('SELECT 2', [], name).submit(ours.connection)), /Prepared statements must be unique/);
+  });
+
   test('a statement that cannot be encoded fails before anything is written', () => {
     const { connection, chunks } = recordingConnection();
     const tooMany = Array.from({ length: 70_000 }, () => 1);
@@ -260,6 +278,35 @@ describe('against PostgreSQL', () => {
       client.release();
     }
     assert.deepEqual((await pool.query('SELECT 2 AS ok')).rows, [{ ok: 2 }]);
+  });
+
+  test('a named statement is prepared once per connection, shared with pg\'s own named queries, and forgotten when its parse fails', async () => {
+    const client = await pool.connect();
+    try {
+      const text = 'SELECT $1::int4 + 1 AS n, $2::bytea AS b';
+      const big = randomBytes(SEPARATE_BUFFER_MIN_BYTES * 2);
+      for (let i = 0; i < 3; i++) {
+        const { rows } = await queryWithoutCopy<{ n: number; b: Buffer }>(client, text, [i, big], 'ss_test_plus_one');
+        assert.equal(rows[0]!.n, i + 1);
+        assert.ok(rows[0]!.b.equals(big));
+      }
+      const prepared = await client.query<{ name: string; statement: string }>(`SELECT name, statement FROM pg_prepared_statements WHERE name = 'ss_test_plus_one'`);
+      assert.deepEqual(prepared.rows, [{ name: 'ss_test_plus_one', statement: text }]);
+      // pg's own query of the same name and text binds the statement already there.
+      assert.equal((await client.query({ name: 'ss_test_plus_one', text, values: [41, Buffer.alloc(1)] })).rows[0].n, 42);
+      // A parse that fails leaves the name free: the next try parses again (and fails the same way, not as "unique").
+      for (let i = 0; i < 2; i++) {
+        const err = await queryWithoutCopy(client, 'SELECT FROM nowhere WHERE $1', [1], 'ss_test_broken').then(
+          () => assert.fail('must reject'),
+          (e: unknown) => e,
+        );
+        assert.ok(err instanceof pg.DatabaseError);
+        assert.equal(err.code, '42P01');
+      }
+      assert.equal(client.getTransactionStatus(), 'I');
+    } finally {
+      client.release();
+    }
   });
 
   test('an error reaches every waiter of the group commit, and the store goes on', async () => {

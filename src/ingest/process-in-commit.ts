@@ -9,6 +9,7 @@ import type { ElementType } from '../store/binary-array.js';
 import type { PartitionManager } from '../store/partitions.js';
 import type { SampleTable } from '../store/sample-tables.js';
 import { MAX_CHUNK_BYTES } from '../store/sample-writer.js';
+import { queryWithoutCopy } from '../store/zero-copy-query.js';
 import { errorMessage } from '../errors.js';
 import { reportedRejections, rowCountOf, type ProcessedPayload } from './processor.js';
 import { RAW_COLUMNS, RAW_ELEMENT_TYPES, rawColumnWriters, type RawRow, type StoredRaw } from './raw-store.js';
@@ -151,7 +152,8 @@ export class InCommitProcessor {
     const values = [...rawColumns(payloads, INSERT_EXTRA_TYPES, (parsed, i) => [countsJson(counts[i]!), parsed.rejections.length, reported[i], parsed.notStored]), ...tableArrays];
     let ids: string[];
     try {
-      const { rows } = await this.#pool.query<{ ids: string | null }>({ ...this.#statementFor('insert', tables), values });
+      const { name, text } = this.#statementFor('insert', tables);
+      const { rows } = await queryWithoutCopy<{ ids: string | null }>(this.#pool, text, values, name);
       ids = rows[0]?.ids?.split(',') ?? [];
     } catch (err) {
       if (sqlStateOf(err) !== UNIQUE_VIOLATION) throw err;
@@ -187,7 +189,8 @@ export class InCommitProcessor {
     const values = [...rawColumns(payloads, UPSERT_EXTRA_TYPES, (parsed, i) => [bases[i], parsed.rejections.length, reportedRejections(parsed), parsed.notStored, batch.displacesOthers(i)]), ...tableArrays];
     let rows: ReturnedRow[];
     try {
-      ({ rows } = await this.#pool.query<ReturnedRow>({ ...this.#statementFor('upsert', tables), values }));
+      const { name, text } = this.#statementFor('upsert', tables);
+      ({ rows } = await queryWithoutCopy<ReturnedRow>(this.#pool, text, values, name));
     } catch (err) {
       if (err instanceof Error && err.message.includes(REFUSAL)) throw new NotProcessableInCommit(err.message, { cause: err });
       throw err;
@@ -213,7 +216,12 @@ export class InCommitProcessor {
     else this.#logger.warn(fields, 'group of payloads stored without its samples; they are processed in the background');
   }
 
-  /** Prepared once per kind and set of tables (and connection): groups of the same data types share it. */
+  /**
+   * Prepared once per kind and set of tables (and connection): groups of the same data types
+   * share it. Sent without pg's Query (zero-copy-query.ts): its Bind message is built in one
+   * allocation of the right size instead of a buffer grown and copied on the way, and the group's
+   * arrays are not copied into it from 16 kB on.
+   */
   #statementFor(kind: 'insert' | 'upsert', tables: ReadonlyArray<SampleTable<unknown>>): { name: string; text: string } {
     const key = `${kind}:${tables.map((t) => t.table).join(',')}`;
     let statement = this.#statements.get(key);

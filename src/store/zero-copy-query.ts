@@ -44,19 +44,32 @@ interface FieldDescription {
 type Callback<R> = (err: Error | null, result?: ZeroCopyResult<R>) => void;
 
 /**
- * The messages of one extended-protocol round trip (Parse, Bind, Describe portal, Execute, Sync)
- * as a list of Buffers to write in order: the small parts share one allocation, each large Buffer
- * parameter is its own entry, not copied.
+ * A statement prepared under a name on each connection, as pg's named queries are: parsed by the
+ * server the first time a connection runs it, then only bound and executed.
  */
-export function encodeExtendedQuery(text: string, params: readonly ZeroCopyParam[]): Buffer[] {
+export interface NamedStatement {
+  name: string;
+  /** Whether this round trip parses it (the connection has not yet). */
+  parse: boolean;
+}
+
+const UNNAMED: NamedStatement = { name: '', parse: true };
+
+/**
+ * The messages of one extended-protocol round trip (Parse unless the named statement is already
+ * parsed, Bind, Describe portal, Execute, Sync) as a list of Buffers to write in order: the small
+ * parts share one allocation, each large Buffer parameter is its own entry, not copied.
+ */
+export function encodeExtendedQuery(text: string, params: readonly ZeroCopyParam[], statement: NamedStatement = UNNAMED): Buffer[] {
   if (params.length > MAX_PARAMS) throw new RangeError(`${params.length} parameters: PostgreSQL takes at most ${MAX_PARAMS}`);
   const values = params.map((p) => (p instanceof Buffer ? p : prepareValue(p)));
   const textBytes = Buffer.byteLength(text);
   const stringBytes = values.map((v) => (typeof v === 'string' ? Buffer.byteLength(v) : 0));
 
-  const parseLength = 4 + 1 + textBytes + 1 + 2;
-  // portal and statement names (empty), the format codes, the values, the one result format code
-  let bindLength = 4 + 1 + 1 + 2 + 2 * values.length + 2 + 2 + 2;
+  const nameBytes = Buffer.byteLength(statement.name);
+  const parseLength = statement.parse ? 4 + nameBytes + 1 + textBytes + 1 + 2 : 0;
+  // portal name (empty), statement name, the format codes, the values, the one result format code
+  let bindLength = 4 + 1 + nameBytes + 1 + 2 + 2 * values.length + 2 + 2 + 2;
   let separateBytes = 0;
   values.forEach((v, i) => {
     bindLength += 4 + (v === null ? 0 : v instanceof Buffer ? v.length : stringBytes[i]!);
@@ -66,7 +79,7 @@ export function encodeExtendedQuery(text: string, params: readonly ZeroCopyParam
   const describeLength = 4 + 1 + 1;
   const executeLength = 4 + 1 + 4;
   const syncLength = 4;
-  const small = Buffer.allocUnsafe(1 + parseLength + 1 + bindLength - separateBytes + 1 + describeLength + 1 + executeLength + 1 + syncLength);
+  const small = Buffer.allocUnsafe((statement.parse ? 1 + parseLength : 0) + 1 + bindLength - separateBytes + 1 + describeLength + 1 + executeLength + 1 + syncLength);
 
   let at = 0;
   const byte = (b: number): void => {
@@ -79,17 +92,21 @@ export function encodeExtendedQuery(text: string, params: readonly ZeroCopyParam
     at = small.writeInt32BE(n, at);
   };
 
-  byte(0x50); // Parse
-  int32(parseLength);
-  byte(0); // unnamed statement
-  at += small.write(text, at, 'utf8');
-  byte(0);
-  int16(0); // parameter types: inferred by the server, as pg does
+  if (statement.parse) {
+    byte(0x50); // Parse
+    int32(parseLength);
+    at += small.write(statement.name, at, 'utf8');
+    byte(0);
+    at += small.write(text, at, 'utf8');
+    byte(0);
+    int16(0); // parameter types: inferred by the server, as pg does
+  }
 
   byte(0x42); // Bind
   int32(bindLength);
   byte(0); // unnamed portal
-  byte(0); // unnamed statement
+  at += small.write(statement.name, at, 'utf8');
+  byte(0);
   int16(values.length);
   for (const v of values) int16(v instanceof Buffer ? 1 : 0);
   int16(values.length);
@@ -141,7 +158,9 @@ export function encodeExtendedQuery(text: string, params: readonly ZeroCopyParam
  */
 export class ZeroCopyQuery<R> implements pg.Submittable {
   callback: Callback<R> | undefined;
-  readonly #text: string;
+  /** Read by pg's Client as it reads its own queries': a ParseComplete records `text` as parsed under `name` on the connection. */
+  readonly name: string | undefined;
+  readonly text: string;
   readonly #params: readonly ZeroCopyParam[];
   #fields: Array<{ name: string; parse: (value: string) => unknown }> = [];
   #rows: R[] = [];
@@ -151,21 +170,33 @@ export class ZeroCopyQuery<R> implements pg.Submittable {
   #failure: Error | null = null;
   #settled = false;
 
-  constructor(text: string, params: readonly ZeroCopyParam[]) {
-    this.#text = text;
+  /** With `name`, the statement is prepared once per connection under that name (see NamedStatement). */
+  constructor(text: string, params: readonly ZeroCopyParam[], name?: string) {
+    this.text = text;
     this.#params = params;
+    this.name = name || undefined;
   }
 
   submit(connection: pg.Connection): Error | null {
+    let statement = UNNAMED;
+    if (this.name !== undefined) {
+      // pg's own bookkeeping of named statements, so that its named queries and ours share it.
+      const named = connection as unknown as PgNamedStatements;
+      const previous = named.parsedStatements[this.name] ?? named.submittedNamedStatements[this.name];
+      if (previous !== undefined && previous !== this.text) return new Error(`Prepared statements must be unique - '${this.name}' was used for a different statement`);
+      statement = { name: this.name, parse: previous === undefined };
+    }
     let chunks: Buffer[];
     try {
-      chunks = encodeExtendedQuery(this.#text, this.#params);
+      chunks = encodeExtendedQuery(this.text, this.#params, statement);
     } catch (err) {
       return err instanceof Error ? err : new Error(String(err));
     }
     const stream = connection.stream;
     // Like pg's Connection, write nothing to a socket that is gone: its 'end' fails the query.
     if (!stream.writable) return null;
+    // As pg's Query: parsed once the server's ParseComplete comes back, forgotten if an error comes instead.
+    if (statement.parse && statement.name !== '') (connection as unknown as PgNamedStatements).submittedNamedStatements[statement.name] = this.text;
     // Corked, the chunks leave in one writev instead of one write each.
     stream.cork();
     try {
@@ -238,17 +269,23 @@ export class ZeroCopyQuery<R> implements pg.Submittable {
 
 type QueryRunner = { query(submittable: pg.Submittable, callback: Callback<unknown>): void };
 
+/** What pg's Connection keeps of the named statements it parsed or sent for parsing, by name. */
+interface PgNamedStatements {
+  parsedStatements: Record<string, string | undefined>;
+  submittedNamedStatements: Record<string, string | undefined>;
+}
+
 /**
  * Runs a statement through the pool (or one client) without copying its large Buffer
  * parameters; the socket reads them later, so they must not change until the promise settles.
- * Rejects with what pg would: a pg DatabaseError (with its SQLSTATE `code`) for a server error,
+ * With `name`, the statement is prepared once per connection under that name. Rejects with what pg would: a pg DatabaseError (with its SQLSTATE `code`) for a server error,
  * pg's connection errors for a lost connection.
  */
-export function queryWithoutCopy<R>(db: pg.Pool | pg.ClientBase, text: string, params: readonly ZeroCopyParam[]): Promise<ZeroCopyResult<R>> {
+export function queryWithoutCopy<R>(db: pg.Pool | pg.ClientBase, text: string, params: readonly ZeroCopyParam[], name?: string): Promise<ZeroCopyResult<R>> {
   return new Promise((resolve, reject) => {
     // pool.query(submittable, cb) and client.query(submittable, cb) both make cb the query's
     // callback; the pool wraps it to release the client first. @types/pg lacks this overload.
-    (db as unknown as QueryRunner).query(new ZeroCopyQuery<R>(text, params), (err, result) => {
+    (db as unknown as QueryRunner).query(new ZeroCopyQuery<R>(text, params, name), (err, result) => {
       if (err) {
         // As pg does for its promises: a stack leading back to the caller, not to the socket read.
         Error.captureStackTrace(err);

@@ -71,10 +71,9 @@ export class ParseContext {
 
   /**
    * One item of `kind` (a row or a Problem) at `path` (with `index`: element `index` of the
-   * array at `path`): kept, or counted and rejected. Returns
-   * whether it was kept. Every row passes here, so this is where text the database cannot hold
-   * (U+0000, refused by both text and jsonb) turns the item into a rejection instead of failing
-   * the whole payload's transaction.
+   * array at `path`): kept, or counted and rejected. Returns whether it was kept. Every row passes
+   * here, so this is where text the database cannot hold (U+0000, refused by both text and jsonb)
+   * turns the item into a rejection instead of failing the whole payload's transaction.
    */
   settle<K extends SampleKind>(kind: K, outcome: RowOf<K> | Problem, type: string, path: string, name: string | undefined, index?: number): boolean {
     const problem = outcome instanceof Problem ? outcome : ((this.mayContainNul ? nulProblem(outcome) : null) ?? longTextProblem(outcome));

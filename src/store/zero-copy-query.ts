@@ -278,8 +278,9 @@ interface PgNamedStatements {
 /**
  * Runs a statement through the pool (or one client) without copying its large Buffer
  * parameters; the socket reads them later, so they must not change until the promise settles.
- * With `name`, the statement is prepared once per connection under that name. Rejects with what pg would: a pg DatabaseError (with its SQLSTATE `code`) for a server error,
- * pg's connection errors for a lost connection.
+ * With `name`, the statement is prepared once per connection under that name. Rejects with what
+ * pg would: a pg DatabaseError (with its SQLSTATE `code`) for a server error, pg's connection
+ * errors for a lost connection.
  */
 export function queryWithoutCopy<R>(db: pg.Pool | pg.ClientBase, text: string, params: readonly ZeroCopyParam[], name?: string): Promise<ZeroCopyResult<R>> {
   return new Promise((resolve, reject) => {

@@ -99,8 +99,7 @@ export class SampleBatch {
         const received = parsed.received[table.kind];
         const rows = rowsFor(parsed, table).length;
         if (received === 0 && rows === 0) continue;
-        const inserted = kept[p]!;
-        counts[p]![table.label] = { received, inserted, updated: 0, unchanged: rows - inserted, rejected: received - rows };
+        counts[p]![table.label] = typeCounts(received, rows, kept[p]!, 0);
       }
     });
     return counts;
@@ -156,11 +155,14 @@ export function typeCountsOf(
   const counts: Record<string, TypeCounts> = {};
   for (const [label, [received, rows]] of Object.entries(base)) {
     const w = written(label);
-    const inserted = w?.inserted ?? 0;
-    const updated = w?.updated ?? 0;
-    counts[label] = { received, inserted, updated, unchanged: rows - inserted - updated, rejected: received - rows };
+    counts[label] = typeCounts(received, rows, w?.inserted ?? 0, w?.updated ?? 0);
   }
   return counts;
+}
+
+/** One data type's counts: of `received` items, `rows` gave rows, of which `inserted` and `updated` were written. */
+function typeCounts(received: number, rows: number, inserted: number, updated: number): TypeCounts {
+  return { received, inserted, updated, unchanged: rows - inserted - updated, rejected: received - rows };
 }
 
 /**

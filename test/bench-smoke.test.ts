@@ -19,7 +19,7 @@ interface Figure {
 
 interface BenchReport {
   machine: { cores: number; node: string; cpuModel: string; date: string; postgres: { version: string } };
-  scenarios: Record<string, { figures: Figure[]; cpu: Record<string, { machineBusyCores: number; otherCores: number }>; details: Record<string, unknown> }>;
+  scenarios: Record<string, { figures: Figure[]; cpu: Record<string, { machineBusyCores: number; otherCores: number; databaseCores: number }>; details: Record<string, unknown> }>;
 }
 
 // The full benchmark (`npm run bench`) takes many minutes and is not part of `npm test`; its
@@ -69,6 +69,15 @@ test('bench quick mode: every scenario reports figures, ceilings and ratios', { 
       'the daemon, its ceiling and the references are measured in interleaved slices',
     );
     assert.ok(slices.every((s) => s.messagesPerSecond > 0), `every slice acknowledged messages: ${JSON.stringify(slices)}`);
+    // The daemon's database backends do its statements; the bare broker has none.
+    const smallCpu = report.scenarios.smallMessages!.cpu;
+    assert.ok(smallCpu.daemon!.databaseCores > 0, `the daemon's statements ran in the bench database: ${JSON.stringify(smallCpu)}`);
+    const threads = report.scenarios.smallMessages!.details.mainThreads as Record<string, { cpuMicrosPerMessage: number; processMicrosPerMessage: number | null; databaseMicrosPerMessage: number }>;
+    // Absent where the kernel keeps no schedstats.
+    if (threads.daemon) {
+      assert.ok(threads.daemon.processMicrosPerMessage !== null && threads.daemon.processMicrosPerMessage >= threads.daemon.cpuMicrosPerMessage, `the whole process uses at least its main thread's CPU: ${JSON.stringify(threads.daemon)}`);
+      assert.ok(threads.daemon.databaseMicrosPerMessage > 0);
+    }
     for (const id of ['small.storeOnlyMessagesPerSecond', 'small.storeRowsMessagesPerSecond']) {
       const reference = report.scenarios.smallMessages!.figures.find((f) => f.id === id);
       assert.ok(reference && reference.value > 0, `${id}: the reference receiver acknowledged small messages`);

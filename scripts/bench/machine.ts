@@ -64,20 +64,33 @@ function processTimes(): Map<number, ProcessTimes> {
   }
   for (const entry of entries) {
     if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const close = stat.lastIndexOf(')');
-      const rest = stat.slice(close + 2).split(' ');
-      all.set(Number(entry), {
-        comm: stat.slice(stat.indexOf('(') + 1, close),
-        ppid: Number(rest[1]),
-        seconds: (Number(rest[11]) + Number(rest[12])) / TICKS_PER_SECOND,
-      });
-    } catch {
-      // The process ended between readdir and read.
-    }
+    const times = processTimesOf(Number(entry));
+    // Null: the process ended between readdir and read.
+    if (times) all.set(Number(entry), times);
   }
   return all;
+}
+
+/** Name, parent and CPU time (all threads) of process `pid`, from /proc/PID/stat; null when it cannot be read. */
+function processTimesOf(pid: number): ProcessTimes | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The name is in parentheses and may hold spaces: fields are counted after the last ')'.
+    const close = stat.lastIndexOf(')');
+    const rest = stat.slice(close + 2).split(' ');
+    return {
+      comm: stat.slice(stat.indexOf('(') + 1, close),
+      ppid: Number(rest[1]),
+      seconds: (Number(rest[11]) + Number(rest[12])) / TICKS_PER_SECOND,
+    };
+  } catch {
+    return null;
+  }
+}
+
+/** The CPU time of process `pid`, all its threads; null when it cannot be read. */
+export function processCpuSeconds(pid: number): number | null {
+  return processTimesOf(pid)?.seconds ?? null;
 }
 
 /** This process and every process below it (the daemon, load generators, an embedded PostgreSQL). */
@@ -123,6 +136,8 @@ export interface CpuUse {
   machineBusyCores: number;
   /** The bench, its children (daemon, generators) and the run database's backends. */
   benchCores: number;
+  /** Of benchCores: the run database's backends (the receiver's statements, the bench's own queries). */
+  databaseCores: number;
   /** Other PostgreSQL processes: other databases' backends and the server's shared workers (WAL writer, checkpointer). */
   otherPostgresCores: number;
   /** Everything else: other people's work on a shared machine. */
@@ -137,6 +152,7 @@ export function combinedCpu(uses: readonly CpuUse[]): CpuUse {
     seconds: Math.round(seconds * 100) / 100,
     machineBusyCores: cores((u) => u.machineBusyCores),
     benchCores: cores((u) => u.benchCores),
+    databaseCores: cores((u) => u.databaseCores),
     otherPostgresCores: cores((u) => u.otherPostgresCores),
     otherCores: cores((u) => u.otherCores),
   };
@@ -175,20 +191,24 @@ export class CpuWindow {
     const seconds = (performance.now() - this.#t0) / 1000;
     const busy = machineBusySeconds() - this.#busy0;
     const times1 = processTimes();
-    const ours = new Set([...ownTree(times1), ...ownTree(this.#times0), ...this.#backends0, ...(await this.#backendPids())]);
+    const backends = new Set([...this.#backends0, ...(await this.#backendPids())]);
+    const ours = new Set([...ownTree(times1), ...ownTree(this.#times0), ...backends]);
     let bench = 0;
+    let database = 0;
     let otherPostgres = 0;
     for (const [pid, p1] of times1) {
       const p0 = this.#times0.get(pid);
       const used = p1.seconds - (p0 && p0.comm === p1.comm ? p0.seconds : 0);
       if (ours.has(pid)) bench += used;
       else if (p1.comm === 'postgres') otherPostgres += used;
+      if (backends.has(pid)) database += used;
     }
     const cores = (s: number) => Math.round((s / seconds) * 100) / 100;
     return {
       seconds: Math.round(seconds * 100) / 100,
       machineBusyCores: cores(busy),
       benchCores: cores(bench),
+      databaseCores: cores(database),
       otherPostgresCores: cores(otherPostgres),
       otherCores: cores(Math.max(0, busy - bench - otherPostgres)),
     };

@@ -51,7 +51,7 @@ function format(value: number, unit: string): string {
   return `${value.toLocaleString('en', { maximumFractionDigits: digits, minimumFractionDigits: digits })} ${unit}`;
 }
 
-const cpuText = (c: CpuUse) => `${c.seconds.toFixed(1)} s: machine ${c.machineBusyCores.toFixed(2)} cores, bench ${c.benchCores.toFixed(2)}, other postgres ${c.otherPostgresCores.toFixed(2)}, others ${c.otherCores.toFixed(2)}`;
+const cpuText = (c: CpuUse) => `${c.seconds.toFixed(1)} s: machine ${c.machineBusyCores.toFixed(2)} cores, bench ${c.benchCores.toFixed(2)} (database ${c.databaseCores.toFixed(2)}), other postgres ${c.otherPostgresCores.toFixed(2)}, others ${c.otherCores.toFixed(2)}`;
 
 export function renderTable(report: BenchReport): string {
   const header = ['scenario', 'figure', 'value', 'ceiling', 'ratio', 'target', 'pass'];

@@ -1,6 +1,6 @@
 import { BenchChild } from './child.js';
 import { timed, type BenchContext } from './context.js';
-import { combinedCpu, mainThreadSchedule, type CpuUse } from './machine.js';
+import { combinedCpu, mainThreadSchedule, processCpuSeconds, type CpuUse } from './machine.js';
 import { combinedRuns, MqttLoad, type MqttLoadResult } from './mqtt-load.js';
 import { figure, round2, type Figure, type ScenarioResult } from './report.js';
 import { waitDrained } from './rig.js';
@@ -18,6 +18,8 @@ type Side = 'bare broker' | 'daemon' | 'store-rows receiver' | 'store-only recei
 interface MainThread {
   runSeconds: number;
   waitSeconds: number;
+  /** The whole receiver process (every thread: collectors, libuv's pool). */
+  processSeconds: number | null;
 }
 
 /** A side's main thread over all its slices: shares of a core, and CPU per acknowledged message. */
@@ -25,6 +27,9 @@ interface MainThreadUse {
   running: number;
   waiting: number;
   cpuMicrosPerMessage: number;
+  /** Its whole process's CPU per message, and the database backends' (the bench's queries between slices are not in a slice). */
+  processMicrosPerMessage: number | null;
+  databaseMicrosPerMessage: number;
 }
 
 /** One slice of a side's run, as the JSON report lists it. */
@@ -79,11 +84,14 @@ async function measureInterleaved(
       const step = `scenario 2, ${side}`;
       const pid = pids[side];
       const before = pid === null ? null : mainThreadSchedule(pid);
+      const processBefore = pid === null ? null : processCpuSeconds(pid);
       const run = await timed(ctx, sliceCpu, step, () => loads.get(side)!.run(options.durationSeconds / SLICES_PER_SIDE, sliceRampSeconds(ctx)));
       const after = pid === null ? null : mainThreadSchedule(pid);
+      const processAfter = pid === null ? null : processCpuSeconds(pid);
       runs.get(side)!.push(run);
       const ms = (seconds: number): number => Math.round(seconds * 1000) / 1000;
-      const mainThread = before && after ? { runSeconds: ms(after.runSeconds - before.runSeconds), waitSeconds: ms(after.waitSeconds - before.waitSeconds) } : null;
+      const processSeconds = processBefore !== null && processAfter !== null ? ms(processAfter - processBefore) : null;
+      const mainThread = before && after ? { runSeconds: ms(after.runSeconds - before.runSeconds), waitSeconds: ms(after.waitSeconds - before.waitSeconds), processSeconds } : null;
       slices.push({ side, messagesPerSecond: Math.round(run.messagesPerSecond), p99Ms: Math.round(run.latency.p99Ms * 10) / 10, cpu: sliceCpu[step]!, mainThread });
     }
     const results = {} as Record<Side, MeasuredLoad>;
@@ -103,9 +111,19 @@ async function measureInterleaved(
       const seconds = sum((s) => s.cpu.seconds);
       const running = sum((s) => s.mainThread!.runSeconds);
       const messages = sum((s) => s.messagesPerSecond * s.cpu.seconds);
-      mainThreads[side] = { running: round2(running / seconds), waiting: round2(sum((s) => s.mainThread!.waitSeconds) / seconds), cpuMicrosPerMessage: Math.round((running / Math.max(1, messages)) * 1e6) };
+      const perMessage = (cpuSeconds: number): number => Math.round((cpuSeconds / Math.max(1, messages)) * 1e6);
+      const processSeconds = own.every((s) => s.mainThread!.processSeconds !== null) ? sum((s) => s.mainThread!.processSeconds!) : null;
+      mainThreads[side] = {
+        running: round2(running / seconds),
+        waiting: round2(sum((s) => s.mainThread!.waitSeconds) / seconds),
+        cpuMicrosPerMessage: perMessage(running),
+        processMicrosPerMessage: processSeconds === null ? null : perMessage(processSeconds),
+        databaseMicrosPerMessage: perMessage(sum((s) => s.cpu.databaseCores * s.cpu.seconds)),
+      };
     }
-    const described = Object.entries(mainThreads).map(([side, m]) => `${side} ${m.running} running, ${m.waiting} waiting, ${m.cpuMicrosPerMessage} µs per message`);
+    const described = Object.entries(mainThreads).map(
+      ([side, m]) => `${side} ${m.running} running, ${m.waiting} waiting, ${m.cpuMicrosPerMessage} µs per message (process ${m.processMicrosPerMessage ?? '?'} µs, database ${m.databaseMicrosPerMessage} µs)`,
+    );
     if (described.length > 0) log(`scenario 2: receivers' main threads (cores): ${described.join('; ')}`);
     // Acknowledged means stored, not yet processed: how far processing lagged behind the acks.
     const backlog = await waitDrained(rig.sql, 300_000);

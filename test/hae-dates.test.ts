@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
-import { daysInMonth, parseHaeDate } from '../src/hae/dates.js';
+import { daysFromCivil, daysInMonth, parseHaeDate } from '../src/hae/dates.js';
 import type { Instant } from '../src/hae/types.js';
 import { projectRoot } from '../src/paths.js';
 
@@ -168,6 +168,22 @@ describe('parseHaeDate: calendar edges', () => {
     expected.setUTCFullYear(75);
     assert.equal(parseHaeDate('0075-01-01 00:00:00 +0000')?.epochMs, expected.getTime());
     assert.ok(parseHaeDate('0075-01-01 00:00:00 +0000')!.epochMs < 0);
+  });
+
+  test('the day count agrees with the JavaScript calendar on every day of the years 0000–9999', () => {
+    const DAY = 86_400_000;
+    const first = new Date(Date.UTC(2000, 0, 1));
+    first.setUTCFullYear(0);
+    const last = Date.UTC(9999, 11, 31);
+    let days = 0;
+    let mismatch: string | null = null;
+    for (let t = first.getTime(); t <= last && mismatch === null; t += DAY, days++) {
+      const d = new Date(t);
+      const counted = daysFromCivil(d.getUTCFullYear(), d.getUTCMonth() + 1, d.getUTCDate());
+      if (counted * DAY !== t) mismatch = `${d.toISOString()}: ${counted} days, expected ${t / DAY}`;
+    }
+    assert.equal(mismatch, null);
+    assert.equal(days, 3_652_425, 'every day of 10,000 Gregorian years was compared');
   });
 });
 

@@ -35,6 +35,19 @@ test('string length: bytes as sent, keys too, escapes included', () => {
   assert.equal(scan('["abcdefghijklmnop')?.code, 'SS_JSON_STRING_TOO_LONG', 'an unterminated string counts to the end');
 });
 
+test('a short body with few brackets is within the limits; one with more is walked and judged as before', () => {
+  // Bodies no longer than maxStringBytes, so only the count of '{' and '[' decides whether the walk runs.
+  const short = { maxDepth: 4, maxStringBytes: 64 };
+  const check = (text: string) => findJsonLimitViolation(Buffer.from(text, 'utf8'), short);
+  assert.equal(check('[[[[1]]]]'), null, 'four brackets cannot nest five deep');
+  assert.deepEqual(check('[[[[[1]]]]]'), { code: 'SS_JSON_TOO_DEEP', message: 'Objects and arrays are nested deeper than the limit of 4 levels', byteOffset: 4 });
+  assert.deepEqual(check('{"a":{"b":{"c":{"d":{}}}}}')?.byteOffset, 20, 'five objects, the fifth one level too deep');
+  assert.equal(check('{"a":[1],"b":[2],"c":[3],"d":[4]}'), null, 'five brackets, nested two deep');
+  assert.equal(check('["[[[[[", 1]'), null, 'brackets in a string counted, then the walk clears them');
+  assert.equal(check(`["${'x'.repeat(65)}"]`)?.code, 'SS_JSON_STRING_TOO_LONG', 'a body longer than maxStringBytes is walked');
+  assert.equal(check(`["${'x'.repeat(62)}"]`), null);
+});
+
 test('10,000 and 1,000,000 levels are refused at the limit, without a stack overflow', () => {
   for (const levels of [10_000, 1_000_000]) {
     const body = Buffer.from(`${'['.repeat(levels)}${']'.repeat(levels)}`);

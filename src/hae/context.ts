@@ -1,7 +1,7 @@
 import type { ItemRejection } from '../../broker/types.js';
 import type { RejectionReason } from '../errors.js';
 import type { ValidationLimits } from './limits.js';
-import { sampleKinds, type ParsedPayload, type SampleKind } from './types.js';
+import type { ParsedPayload, SampleKind } from './types.js';
 import { storableText } from '../storable-text.js';
 import { dateBoundsAt, Problem, type DateBounds } from './validate.js';
 
@@ -34,8 +34,24 @@ export class ParseContext {
     // An invalid `now` must not disable the range check (NaN compares false with everything).
     const safeNow = Number.isFinite(now.getTime()) ? now : new Date();
     this.bounds = dateBoundsAt(safeNow);
-    const received = {} as Record<SampleKind, number>;
-    for (const kind of sampleKinds) received[kind] = 0;
+    // A literal, not a loop over sampleKinds: one object shape for every payload, whose counts are then
+    // updated in place (the type lists every kind, so none can be missing).
+    const received: Record<SampleKind, number> = {
+      quantity: 0,
+      heartRate: 0,
+      bloodPressure: 0,
+      sleep: 0,
+      sleepSegments: 0,
+      workouts: 0,
+      workoutSeries: 0,
+      workoutRoute: 0,
+      stateOfMind: 0,
+      medications: 0,
+      symptoms: 0,
+      cycleTracking: 0,
+      ecg: 0,
+      heartRateNotifications: 0,
+    };
     this.result = {
       quantity: [],
       heartRate: [],

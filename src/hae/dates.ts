@@ -28,8 +28,11 @@ const isoDateTime =
   /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?(?:([Zz])|([+-])(\d{2}):?(\d{2}))$/;
 
 const MS_PER_MINUTE = 60_000;
-/** 400 Gregorian years are exactly 146,097 days: used to step around Date.UTC's 0–99 ⇒ 1900s rule. */
-const MS_PER_400_YEARS = 146_097 * 86_400_000;
+const MS_PER_DAY = 86_400_000;
+/** 400 Gregorian years are exactly 146,097 days. */
+const DAYS_PER_400_YEARS = 146_097;
+/** Days from 0000-03-01 (the start of the calendar's cycle below) to 1970-01-01. */
+const DAYS_TO_UNIX_EPOCH = 719_468;
 /** Real UTC offsets span −12:00 … +14:00. */
 const MAX_OFFSET_MINUTES = 14 * 60;
 
@@ -49,10 +52,25 @@ function fractionToMs(fraction: string | undefined): number {
   return Number((fraction + '00').slice(0, 3));
 }
 
-/** Date.UTC for the wall time, also correct for years 0–99 (which Date.UTC maps to 1900–1999). */
+/**
+ * Days from 1970-01-01 to a date of the proleptic Gregorian calendar (month 1–12), for every
+ * year including 0–99 (which Date.UTC maps to 1900–1999). Integer arithmetic: Date.UTC is a call
+ * into the runtime, and every sample's timestamp passes here (a quarter of a small payload's
+ * parse). Years are counted from March, so the leap day ends a year.
+ */
+export function daysFromCivil(year: number, month: number, day: number): number {
+  const y = month <= 2 ? year - 1 : year;
+  const era = Math.floor(y / 400);
+  const yearOfEra = y - era * 400;
+  const monthFromMarch = month > 2 ? month - 3 : month + 9;
+  const dayOfYear = Math.floor((153 * monthFromMarch + 2) / 5) + day - 1;
+  const dayOfEra = yearOfEra * 365 + Math.floor(yearOfEra / 4) - Math.floor(yearOfEra / 100) + dayOfYear;
+  return era * DAYS_PER_400_YEARS + dayOfEra - DAYS_TO_UNIX_EPOCH;
+}
+
+/** Epoch milliseconds of a UTC wall time whose fields are already known valid. */
 function utcMs(year: number, month: number, day: number, hour: number, minute: number, second: number, ms: number): number {
-  if (year < 100) return Date.UTC(year + 400, month - 1, day, hour, minute, second, ms) - MS_PER_400_YEARS;
-  return Date.UTC(year, month - 1, day, hour, minute, second, ms);
+  return daysFromCivil(year, month, day) * MS_PER_DAY + ((hour * 60 + minute) * 60 + second) * 1000 + ms;
 }
 
 /** Offset in minutes from its sign and parts, or null when it cannot be a real offset. */

@@ -145,13 +145,22 @@ export function sourceOrEmpty(source: string | null | undefined): string {
  */
 const sources = new Map<string, string>();
 const MAX_SHARED_SOURCES = 256;
+/**
+ * The previous call's answer. Consecutive points nearly always share their source, and comparing
+ * with it costs less than the Map lookup, which must first hash each point's new string.
+ */
+let lastSource = '';
 
 function sharedSource(source: string): string {
-  const shared = sources.get(source);
-  if (shared !== undefined) return shared;
-  if (sources.size >= MAX_SHARED_SOURCES) sources.clear();
-  sources.set(source, source);
-  return source;
+  if (source === lastSource) return lastSource;
+  let shared = sources.get(source);
+  if (shared === undefined) {
+    if (sources.size >= MAX_SHARED_SOURCES) sources.clear();
+    sources.set(source, source);
+    shared = source;
+  }
+  lastSource = shared;
+  return shared;
 }
 
 /** Heart rate needs at least one of Min/Avg/Max (or qty): a point with none carries no reading. */

@@ -148,7 +148,12 @@ async function ingestMetrics(httpUrl: string): Promise<string> {
   const value = (name: string): number => [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))].reduce((n, m) => n + Number(m[1]), 0);
   const transactions = value('self_sensored_ingest_batch_payloads_count');
   const payloads = value('self_sensored_ingest_batch_payloads_sum');
-  return `${transactions} processing transactions, ${(payloads / Math.max(1, transactions)).toFixed(1)} payloads each`;
+  const gc = (kind: string): string => {
+    const count = value(`self_sensored_nodejs_gc_duration_seconds_count\\{kind="${kind}"\\}`);
+    const seconds = value(`self_sensored_nodejs_gc_duration_seconds_sum\\{kind="${kind}"\\}`);
+    return `${count} ${kind} (${seconds.toFixed(2)} s)`;
+  };
+  return `${transactions} processing transactions, ${(payloads / Math.max(1, transactions)).toFixed(1)} payloads each; collections since start: ${['minor', 'major', 'incremental', 'weakcb'].map(gc).join(', ')}`;
 }
 
 const rounded = ({ histogram: _, ...r }: MeasuredLoad) => ({

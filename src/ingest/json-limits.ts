@@ -33,6 +33,7 @@ const OPEN = 0x7b;
 const CLOSE = 0x7d;
 const OPEN_BRACKET = 0x5b;
 const CASE_BIT = 0x20;
+const OPENERS = [OPEN, OPEN_BRACKET] as const;
 
 /**
  * The first limit the body crosses, or null. It does not validate the JSON (JSON.parse does);
@@ -80,7 +81,7 @@ export function findJsonLimitViolation(body: Uint8Array, limits: JsonLimits): Js
 function withinLimitsByCount(body: Uint8Array, limits: JsonLimits): boolean {
   if (body.length > limits.maxStringBytes) return false;
   let brackets = 0;
-  for (const opener of [OPEN, OPEN_BRACKET]) {
+  for (const opener of OPENERS) {
     for (let i = body.indexOf(opener); i !== -1; i = body.indexOf(opener, i + 1)) {
       if (++brackets > limits.maxDepth) return false;
     }

@@ -72,11 +72,22 @@ test('bench quick mode: every scenario reports figures, ceilings and ratios', { 
     // The daemon's database backends do its statements; the bare broker has none.
     const smallCpu = report.scenarios.smallMessages!.cpu;
     assert.ok(smallCpu.daemon!.databaseCores > 0, `the daemon's statements ran in the bench database: ${JSON.stringify(smallCpu)}`);
-    const threads = report.scenarios.smallMessages!.details.mainThreads as Record<string, { cpuMicrosPerMessage: number; processMicrosPerMessage: number | null; databaseMicrosPerMessage: number }>;
+    const threads = report.scenarios.smallMessages!.details.mainThreads as Record<
+      string,
+      { cpuMicrosPerMessage: number; processMicrosPerMessage: number | null; databaseMicrosPerMessage: number; machineBusyCores: number; machineMicrosPerMessage: number; elsewhereMicrosPerMessage: number | null }
+    >;
     // Absent where the kernel keeps no schedstats.
     if (threads.daemon) {
       assert.ok(threads.daemon.processMicrosPerMessage !== null && threads.daemon.processMicrosPerMessage >= threads.daemon.cpuMicrosPerMessage, `the whole process uses at least its main thread's CPU: ${JSON.stringify(threads.daemon)}`);
       assert.ok(threads.daemon.databaseMicrosPerMessage > 0);
+      // The machine's busy CPU holds the receiver's process, its backends and the load generators.
+      for (const [side, t] of Object.entries(threads)) {
+        assert.ok(t.machineBusyCores > 0, `${side}: the machine was busy during its slices: ${JSON.stringify(t)}`);
+        assert.ok(t.elsewhereMicrosPerMessage !== null && t.elsewhereMicrosPerMessage > 0, `${side}: the load generators used CPU beside the receiver: ${JSON.stringify(t)}`);
+        // Each part is rounded to a µs on its own.
+        const parts = t.processMicrosPerMessage! + t.databaseMicrosPerMessage + t.elsewhereMicrosPerMessage!;
+        assert.ok(Math.abs(t.machineMicrosPerMessage - parts) <= 2, `${side}: the parts add up to the machine's CPU per message: ${JSON.stringify(t)}`);
+      }
     }
     for (const id of ['small.storeOnlyMessagesPerSecond', 'small.storeRowsMessagesPerSecond']) {
       const reference = report.scenarios.smallMessages!.figures.find((f) => f.id === id);

@@ -12,8 +12,8 @@ type Side = 'bare broker' | 'daemon' | 'store-rows receiver' | 'store-only recei
 
 /**
  * The receiver's main thread during a slice, in seconds: running, and ready but waiting for a
- * core. Under this load every receiver's main thread is its bottleneck, so its CPU per message is
- * what sets the rate (docs/performance.md, "What bounds the rate").
+ * core. It says where a receiver's CPU goes; the rate follows the whole machine's CPU per message
+ * (MainThreadUse.machineMicrosPerMessage; docs/performance.md, "What bounds the rate").
  */
 interface MainThread {
   runSeconds: number;
@@ -30,6 +30,15 @@ interface MainThreadUse {
   /** Its whole process's CPU per message, and the database backends' (the bench's queries between slices are not in a slice). */
   processMicrosPerMessage: number | null;
   databaseMicrosPerMessage: number;
+  /**
+   * The whole machine during the side's slices: cores busy, and busy CPU per message. The rest of
+   * it, beyond the receiver and its backends, is elsewhere: the load generators, the server's
+   * shared workers (WAL writer, checkpointer), kernel threads, other tenants. The rate is the busy
+   * cores over the machine's CPU per message (docs/performance.md, "What bounds the rate").
+   */
+  machineBusyCores: number;
+  machineMicrosPerMessage: number;
+  elsewhereMicrosPerMessage: number | null;
 }
 
 /** One slice of a side's run, as the JSON report lists it. */
@@ -113,18 +122,27 @@ async function measureInterleaved(
       const messages = sum((s) => s.messagesPerSecond * s.cpu.seconds);
       const perMessage = (cpuSeconds: number): number => Math.round((cpuSeconds / Math.max(1, messages)) * 1e6);
       const processSeconds = own.every((s) => s.mainThread!.processSeconds !== null) ? sum((s) => s.mainThread!.processSeconds!) : null;
+      const databaseSeconds = sum((s) => s.cpu.databaseCores * s.cpu.seconds);
+      const machineSeconds = sum((s) => s.cpu.machineBusyCores * s.cpu.seconds);
       mainThreads[side] = {
         running: round2(running / seconds),
         waiting: round2(sum((s) => s.mainThread!.waitSeconds) / seconds),
         cpuMicrosPerMessage: perMessage(running),
         processMicrosPerMessage: processSeconds === null ? null : perMessage(processSeconds),
-        databaseMicrosPerMessage: perMessage(sum((s) => s.cpu.databaseCores * s.cpu.seconds)),
+        databaseMicrosPerMessage: perMessage(databaseSeconds),
+        machineBusyCores: round2(machineSeconds / seconds),
+        machineMicrosPerMessage: perMessage(machineSeconds),
+        elsewhereMicrosPerMessage: processSeconds === null ? null : perMessage(machineSeconds - processSeconds - databaseSeconds),
       };
     }
     const described = Object.entries(mainThreads).map(
       ([side, m]) => `${side} ${m.running} running, ${m.waiting} waiting, ${m.cpuMicrosPerMessage} µs per message (process ${m.processMicrosPerMessage ?? '?'} µs, database ${m.databaseMicrosPerMessage} µs)`,
     );
     if (described.length > 0) log(`scenario 2: receivers' main threads (cores): ${described.join('; ')}`);
+    const machine = Object.entries(mainThreads).map(
+      ([side, m]) => `${side} ${m.machineMicrosPerMessage} µs at ${m.machineBusyCores} cores busy (receiver ${m.processMicrosPerMessage ?? '?'}, database ${m.databaseMicrosPerMessage}, elsewhere ${m.elsewhereMicrosPerMessage ?? '?'})`,
+    );
+    if (machine.length > 0) log(`scenario 2: the machine's CPU per message: ${machine.join('; ')}`);
     // Acknowledged means stored, not yet processed: how far processing lagged behind the acks.
     const backlog = await waitDrained(rig.sql, 300_000);
     log(`scenario 2: the daemon finished processing ${backlog.seconds.toFixed(1)} s after the load ended`);

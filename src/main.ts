@@ -11,6 +11,7 @@ import { parseReprocessCommand, runReprocess } from './cli/reprocess.js';
 import { loadConfigFromEnvironment } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { AppError } from './errors.js';
+import { disableAllocationSitePretenuring } from './heap-tuning.js';
 import { createLogger, type Logger } from './log.js';
 import { appSettingsText, guessPublicHost, suggestedTopic } from './onboarding.js';
 import { migrationsDir, projectRoot } from './paths.js';
@@ -200,6 +201,8 @@ function errorForLog(err: unknown): unknown {
   return err instanceof Error ? { message: err.message, stack: err.stack } : err;
 }
 
+// Before any payload is parsed: the daemon and `reprocess` both read large exports and small ones.
+disableAllocationSitePretenuring();
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;

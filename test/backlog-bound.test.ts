@@ -3,14 +3,9 @@ import { randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
 import type { IngestRequest } from '../broker/types.js';
-import { defaultLimits } from '../src/hae/limits.js';
-import { PayloadProcessor } from '../src/ingest/processor.js';
-import { RawIngestionStore } from '../src/ingest/raw-store.js';
-import { IngestService } from '../src/ingest/service.js';
-import { createLogger } from '../src/log.js';
-import { Metrics } from '../src/metrics.js';
-import { PartitionManager } from '../src/store/partitions.js';
+import type { IngestService } from '../src/ingest/service.js';
 import { createMigratedDatabase, type TestDatabase } from './helpers/database.js';
+import { singleIngestService } from './helpers/ingest-service.js';
 
 /*
  * The processing backlog is bounded in payloads as well as in bytes: a machine that stores and
@@ -18,7 +13,6 @@ import { createMigratedDatabase, type TestDatabase } from './helpers/database.js
  * bound, which does not count each payload's bookkeeping.
  */
 
-const log = createLogger('silent');
 let db: TestDatabase;
 let pool: pg.Pool;
 let service: IngestService;
@@ -29,14 +23,7 @@ before(async () => {
   ({ db, pool } = await createMigratedDatabase(6));
   userId = (await pool.query<{ id: string }>(`INSERT INTO users (name) VALUES ('backlog') RETURNING id::text`)).rows[0]!.id;
   await pool.query(`INSERT INTO api_keys (id, user_id, prefix, secret_hash) VALUES ($1, $2, 'backlog', 'unused')`, [keyId, userId]);
-  service = new IngestService({
-    pool,
-    raw: new RawIngestionStore(pool, { maxBatchBytes: 8 * 1024 * 1024 }),
-    processor: new PayloadProcessor({ pool, partitions: new PartitionManager(pool, log), chunkRows: 20_000, limits: defaultLimits }),
-    logger: log,
-    metrics: new Metrics(),
-    options: { maxAttempts: 2, retryBaseMs: 20, maxQueuedBytes: 256 * 1024 * 1024, maxQueuedPayloads: 2 },
-  });
+  service = singleIngestService({ pool, options: { maxQueuedPayloads: 2 } });
   await service.start();
 });
 after(async () => {

@@ -25,13 +25,13 @@ export function collectGarbage(): boolean {
  * A counter for points released from a parsed tree (ParseOptions.onInputReleased) that runs a
  * full collection each time `points` more have been released.
  */
-export function collectAfterPoints(points: number): (released: number) => void {
+export function collectAfterPoints(points: number, collect: () => void = collectGarbage): (released: number) => void {
   let pending = 0;
   return (released) => {
     pending += released;
     if (pending < points) return;
     pending = 0;
-    collectGarbage();
+    collect();
   };
 }
 

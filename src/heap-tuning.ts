@@ -8,7 +8,7 @@ import v8 from 'node:v8';
  * generation, for good. A large export builds a million row and timestamp objects that all
  * survive until they are written, so the HAE parser's sites get pretenured. The small payloads
  * that follow, whose objects die within milliseconds, then allocate there too: the HAE parse of a
- * small payload took twice as long afterwards, and the daemon ~18 % more CPU per small payload
+ * small payload took twice as long afterwards, and the daemon ~20 % more CPU per small payload
  * (docs/performance.md, "After a large export"). Without pretenuring, a large export's rows are
  * copied once more by the young generation, which did not change its parse time measurably.
  *

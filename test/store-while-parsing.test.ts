@@ -3,18 +3,12 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import type { IngestRequest } from '../broker/types.js';
-import { defaultLimits } from '../src/hae/limits.js';
 import { jsonLimitRefusal } from '../src/ingest/json-body.js';
 import { DEFAULT_JSON_LIMITS } from '../src/ingest/json-limits.js';
-import { PayloadProcessor } from '../src/ingest/processor.js';
-import { RawIngestionStore } from '../src/ingest/raw-store.js';
-import { IngestService } from '../src/ingest/service.js';
-import { createLogger } from '../src/log.js';
-import { Metrics } from '../src/metrics.js';
-import { PartitionManager } from '../src/store/partitions.js';
+import type { IngestService } from '../src/ingest/service.js';
 import { createMigratedDatabase, type TestDatabase } from './helpers/database.js';
+import { singleIngestService } from './helpers/ingest-service.js';
 
-const log = createLogger('silent');
 const REFUSED_USER = 987654;
 let db: TestDatabase;
 let pool: pg.Pool;
@@ -42,15 +36,7 @@ before(async () => {
       RETURN NEW;
     END $$`);
   await pool.query('CREATE TRIGGER test_refuse_raw BEFORE INSERT ON raw_ingestions FOR EACH ROW EXECUTE FUNCTION test_refuse_raw()');
-  const partitions = new PartitionManager(pool, log);
-  service = new IngestService({
-    pool,
-    raw: new RawIngestionStore(pool, { maxBatchBytes: 8 * 1024 * 1024 }),
-    processor: new PayloadProcessor({ pool, partitions, chunkRows: 20_000, limits: defaultLimits }),
-    logger: log,
-    metrics: new Metrics(),
-    options: { maxAttempts: 2, retryBaseMs: 20, maxQueuedBytes: 256 * 1024 * 1024, maxStoresWhileParsing: 2 },
-  });
+  service = singleIngestService({ pool, options: { maxStoresWhileParsing: 2 } });
   await service.start();
 });
 after(async () => {

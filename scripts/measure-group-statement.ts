@@ -22,13 +22,11 @@ import { createLogger } from '../src/log.js';
 import { Metrics } from '../src/metrics.js';
 import { PartitionManager, partitionedTables } from '../src/store/partitions.js';
 import { createMigratedDatabase } from '../test/helpers/database.js';
-import { smallPayload } from './bench/hae-payload.js';
+import { smallPayload, smallPayloadMonths } from './bench/hae-payload.js';
 import { heartRatePoints, storeRowsArrays, storeRowsStatement, storeRowsTablesDdl, type StoreRowsItem } from './bench/store-rows-statement.js';
 
 const REFERENCE_PAYLOADS = 'measure_store_rows_payloads';
 const REFERENCE_HEART_RATE = 'measure_store_rows_heart_rate';
-// Scenario 2's payloads start on 2026-01-01, a minute apart per message of a client.
-const MONTHS = ['2026-01-01', '2026-02-01', '2026-03-01', '2026-04-01'];
 
 interface Arrival {
   body: Buffer;
@@ -58,7 +56,9 @@ async function main(): Promise<void> {
   const reference = new pg.Client({ connectionString: db.url });
   try {
     const partitions = new PartitionManager(pool, log);
-    for (const table of partitionedTables) await partitions.ensureMonths(table, MONTHS);
+    // Every month the run's payloads reach has its partition, as in a daemon that has seen them before.
+    const months = smallPayloadMonths(2 * rounds * groupsPerRound * perGroup);
+    for (const table of partitionedTables) await partitions.ensureMonths(table, months);
     const userId = String((await pool.query<{ id: string }>(`INSERT INTO users (name) VALUES ('measure') RETURNING id`)).rows[0]!.id);
     const keyId = randomUUID();
     const inCommit = new InCommitProcessor({ pool: daemonPool, partitions, limits: defaultLimits, metrics: new Metrics(), logger: log });

@@ -33,6 +33,8 @@ export const BULK_START_UTC_MS = Date.UTC(2024, 2, 25);
 export const LARGE_MQTT_START_UTC_MS = Date.UTC(2020, 0, 1);
 export const LARGE_REST_START_UTC_MS = Date.UTC(2017, 0, 1);
 export const SMALL_START_UTC_MS = Date.UTC(2026, 0, 1);
+/** Between the points of one small payload (1 to 10 of them). */
+const SMALL_POINT_STEP_MS = 5_000;
 
 /** 60 % minute heart rate (Min/Avg/Max), 10 % each of four quantity metrics: a typical bulk export. */
 function seriesOf(spec: BulkSpec): Series[] {
@@ -166,10 +168,18 @@ export function bulkRowCounts(spec: BulkSpec): { heartRate: number; quantity: nu
 
 /** The UTC months (YYYY-MM-01) a bulk payload's rows fall in: the partitions it needs. */
 export function bulkMonths(spec: BulkSpec): string[] {
-  const last = spec.startUtcMs + (Math.max(...seriesOf(spec).map((s) => s.count)) - 1) * MINUTE_MS;
+  return monthsBetween(spec.startUtcMs, spec.startUtcMs + (Math.max(...seriesOf(spec).map((s) => s.count)) - 1) * MINUTE_MS);
+}
+
+/** The UTC months the points of smallPayload's sequence numbers 0 to `messages` - 1 fall in. */
+export function smallPayloadMonths(messages: number): string[] {
+  return monthsBetween(SMALL_START_UTC_MS, SMALL_START_UTC_MS + Math.max(0, messages - 1) * MINUTE_MS + 9 * SMALL_POINT_STEP_MS);
+}
+
+function monthsBetween(firstUtcMs: number, lastUtcMs: number): string[] {
   const months: string[] = [];
-  const d = new Date(spec.startUtcMs);
-  for (let y = d.getUTCFullYear(), m = d.getUTCMonth(); Date.UTC(y, m, 1) <= last; m++) {
+  const d = new Date(firstUtcMs);
+  for (let y = d.getUTCFullYear(), m = d.getUTCMonth(); Date.UTC(y, m, 1) <= lastUtcMs; m++) {
     const month = new Date(Date.UTC(y, m, 1));
     months.push(`${month.getUTCFullYear()}-${pad(month.getUTCMonth() + 1)}-01`);
   }
@@ -185,7 +195,7 @@ export function smallPayload(tag: string, seq: number): Buffer {
   const source = jsonString(`${tag}\u2019s Apple Watch`);
   const items = new Array<string>(n);
   for (let k = 0; k < n; k++) {
-    const t = SMALL_START_UTC_MS + seq * MINUTE_MS + k * 5_000;
+    const t = SMALL_START_UTC_MS + seq * MINUTE_MS + k * SMALL_POINT_STEP_MS;
     const hr = heartRateOf(seq + k);
     items[k] = `{"date":"${haeDate(t, cetOffsetMinutes(t))}","Min":${hr.min},"Avg":${hr.avg},"Max":${hr.max},"source":${source}}`;
   }

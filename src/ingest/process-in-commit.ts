@@ -272,13 +272,14 @@ function inputCte(extraColumns: readonly string[], extraTypes: readonly ElementT
 function insertGroupSql(tables: ReadonlyArray<SampleTable<unknown>>): string {
   let next = RAW_ELEMENT_TYPES.length + INSERT_EXTRA_TYPES.length + 1;
   const inserts = tables.map((table, t) => {
-    const sql = payloadRowsInsertSql(table, { firstParam: next, userId: 'i.user_id', ingestionId: 'd.id', join: 'ids d, input i', where: 'd.ord = u.payload_index AND i.ord = u.payload_index' });
+    const sql = payloadRowsInsertSql(table, { firstParam: next, userId: 'd.user_id', ingestionId: 'd.id', join: 'ids d', where: 'd.ord = u.payload_index' });
     next += table.columns.length + 1;
     return `w${t} AS (${sql})`;
   });
   return `WITH ${inputCte(INSERT_EXTRA_COLUMNS, INSERT_EXTRA_TYPES)},
+    -- The user rides along with the id: a sample row then joins one CTE, not two.
     ids AS MATERIALIZED (
-      SELECT i.ord, nextval('raw_ingestions_id_seq') AS id FROM input i
+      SELECT i.ord, i.user_id, nextval('raw_ingestions_id_seq') AS id FROM input i
     ),
     ${inserts.map((u) => `${u},\n    `).join('')}raw AS (
       INSERT INTO raw_ingestions (id, ${RAW_COLUMNS.join(', ')}, last_received_at, status, attempts, processed_at, counts, rejected_count, rejections, not_stored)
@@ -299,11 +300,11 @@ function upsertGroupSql(tables: ReadonlyArray<SampleTable<unknown>>): string {
   const upserts = tables.map((table, t) => {
     const sql = payloadRowsUpsertSql(table, {
       firstParam: next,
-      userId: 'i.user_id',
+      userId: 'd.user_id',
       ingestionId: 'd.id',
-      join: 'ids d, input i',
+      join: 'ids d',
       // Rows of re-sent payloads are not written: those payloads were processed when first stored.
-      where: 'd.ord = u.payload_index AND NOT d.stored AND i.ord = u.payload_index',
+      where: 'd.ord = u.payload_index AND NOT d.stored',
     });
     next += table.columns.length + 1;
     return `w${t} AS (${sql})`;
@@ -318,7 +319,7 @@ function upsertGroupSql(tables: ReadonlyArray<SampleTable<unknown>>): string {
   return `WITH ${inputCte(UPSERT_EXTRA_COLUMNS, UPSERT_EXTRA_TYPES)},
     ids AS MATERIALIZED (
       -- A scalar subquery, not EXISTS: the planner may turn EXISTS into one scan of the whole table.
-      SELECT i.ord, nextval('raw_ingestions_id_seq') AS id,
+      SELECT i.ord, i.user_id, nextval('raw_ingestions_id_seq') AS id,
              (SELECT r.id FROM raw_ingestions r WHERE r.user_id = i.user_id AND r.sha256 = i.sha256) IS NOT NULL AS stored
       FROM input i
     ),

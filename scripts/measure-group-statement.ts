@@ -12,7 +12,6 @@
  *   node dist/scripts/measure-group-statement.js [payloads-per-group=40] [groups-per-round=40] [rounds=9]
  */
 import { randomUUID } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
 import pg from 'pg';
 import { defaultLimits } from '../src/hae/limits.js';
 import { InCommitProcessor, type InCommitPayload } from '../src/ingest/process-in-commit.js';
@@ -23,6 +22,8 @@ import { Metrics } from '../src/metrics.js';
 import { PartitionManager, partitionedTables } from '../src/store/partitions.js';
 import { createMigratedDatabase } from '../test/helpers/database.js';
 import { smallPayload, smallPayloadMonths } from './bench/hae-payload.js';
+import { median } from './bench/latency.js';
+import { mainThreadSchedule } from './bench/machine.js';
 import { heartRatePoints, storeRowsArrays, storeRowsStatement, storeRowsTablesDdl, type StoreRowsItem } from './bench/store-rows-statement.js';
 
 const REFERENCE_PAYLOADS = 'measure_store_rows_payloads';
@@ -34,18 +35,18 @@ interface Arrival {
   json: unknown;
 }
 
-/** A backend's time on a CPU so far, in µs. */
+/** A backend's time on a CPU so far, in µs (a backend is one thread: its main thread's schedule). */
 function backendCpuMicros(pid: number): number {
-  return Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]) / 1000;
+  const schedule = mainThreadSchedule(pid);
+  if (!schedule) throw new Error(`no schedstat for backend ${pid}: the server must run on this machine, a Linux with schedstats`);
+  return schedule.runSeconds * 1e6;
 }
 
 async function backendPid(db: pg.Pool | pg.Client): Promise<number> {
   const pid = (await db.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
-  if (!existsSync(`/proc/${pid}/schedstat`)) throw new Error(`backend ${pid} is not a process of this machine: run the server here`);
+  backendCpuMicros(pid); // throws now, before any measuring, when the server runs elsewhere
   return pid;
 }
-
-const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
 async function main(): Promise<void> {
   const [perGroup = 40, groupsPerRound = 40, rounds = 9] = process.argv.slice(2).map(Number);
